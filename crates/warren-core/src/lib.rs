@@ -1,1 +1,31 @@
-//! placeholder
+//! Warren's broker domain, free of I/O.
+//!
+//! This crate owns what a broker *is*, independent of sockets and tasks:
+//! - [`error`]: protocol errors as reply code plus RabbitMQ's reply text;
+//! - [`message`]: a published message, shared (never copied) by every queue it
+//!   is routed to;
+//! - [`routing`]: the exchange types (direct, fanout, topic, headers);
+//! - [`exchange`] and [`vhost`]: exchanges, bindings, alternate exchanges and
+//!   exchange-to-exchange routing inside a virtual host;
+//! - [`queue`]: a queue's state machine (ready messages behind a
+//!   [`store::MessageStore`], consumers, round-robin delivery, requeue in
+//!   publication order).
+//!
+//! The server crate wraps these in the locks and tasks that run them.
+
+pub mod error;
+pub mod exchange;
+pub mod message;
+pub mod names;
+pub mod queue;
+pub mod routing;
+pub mod store;
+pub mod vhost;
+
+pub use error::AmqpError;
+pub use exchange::{Exchange, ExchangeKind};
+pub use message::{Message, QueuedMessage};
+pub use queue::QueueState;
+pub use routing::Destination;
+pub use store::{MemoryStore, MessageStore};
+pub use vhost::VirtualHost;

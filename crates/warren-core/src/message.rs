@@ -1,0 +1,56 @@
+//! Messages as the broker holds them.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use warren_protocol::{BasicProperties, FieldTable};
+
+/// A published message. Routed to many queues, it is one allocation shared
+/// through [`Arc`]; the body is a [`Bytes`] that usually points straight into
+/// the buffer the frame was read into.
+#[derive(Debug)]
+pub struct Message {
+    pub exchange: String,
+    pub routing_key: String,
+    /// The content header's raw property flags and list, forwarded verbatim.
+    pub properties: Bytes,
+    /// The properties the broker acts on, parsed once at publish.
+    pub persistent: bool,
+    pub headers: Option<FieldTable>,
+    pub body: Bytes,
+}
+
+impl Message {
+    /// Builds a message from a publish whose properties have been parsed.
+    pub fn new(
+        exchange: String,
+        routing_key: String,
+        raw_properties: Bytes,
+        properties: BasicProperties,
+        body: Bytes,
+    ) -> Self {
+        Message {
+            exchange,
+            routing_key,
+            persistent: properties.is_persistent(),
+            headers: properties.headers,
+            properties: raw_properties,
+            body,
+        }
+    }
+
+    pub fn body_size(&self) -> u64 {
+        self.body.len() as u64
+    }
+}
+
+/// A message as one queue holds it: its position in that queue and whether
+/// it has been delivered before.
+#[derive(Debug, Clone)]
+pub struct QueuedMessage {
+    /// Position in publication order within the queue; requeued messages go
+    /// back to this position.
+    pub seq: u64,
+    pub message: Arc<Message>,
+    pub redelivered: bool,
+}

@@ -1,0 +1,195 @@
+//! A queue's state machine: ready messages, consumers, and the choice of
+//! which consumer gets the next message.
+//!
+//! The state is owned by exactly one holder at a time (the server keeps it
+//! behind a per-queue lock); nothing here blocks or performs I/O. Consumers
+//! are an opaque handle `C` so the same logic serves the server and tests.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::{MemoryStore, Message, MessageStore, QueuedMessage};
+
+pub struct QueueState<C> {
+    store: Box<dyn MessageStore>,
+    consumers: VecDeque<C>,
+    next_seq: u64,
+    unacked: usize,
+}
+
+impl<C: Clone> Default for QueueState<C> {
+    fn default() -> Self {
+        Self::new(Box::<MemoryStore>::default())
+    }
+}
+
+impl<C: Clone> QueueState<C> {
+    pub fn new(store: Box<dyn MessageStore>) -> Self {
+        QueueState {
+            store,
+            consumers: VecDeque::new(),
+            next_seq: 0,
+            unacked: 0,
+        }
+    }
+
+    /// Enqueues a published message at the tail.
+    pub fn publish(&mut self, message: Arc<Message>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.store.push(QueuedMessage {
+            seq,
+            message,
+            redelivered: false,
+        });
+    }
+
+    /// Messages ready for delivery.
+    pub fn ready_count(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Messages delivered and not yet acknowledged.
+    pub fn unacked_count(&self) -> usize {
+        self.unacked
+    }
+
+    pub fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    pub fn consumers(&self) -> impl Iterator<Item = &C> {
+        self.consumers.iter()
+    }
+
+    pub fn add_consumer(&mut self, consumer: C) {
+        self.consumers.push_back(consumer);
+    }
+
+    /// Removes the first consumer `is_it` selects.
+    pub fn remove_consumer(&mut self, mut is_it: impl FnMut(&C) -> bool) -> Option<C> {
+        let i = self.consumers.iter().position(&mut is_it)?;
+        self.consumers.remove(i)
+    }
+
+    /// Removes and returns every consumer.
+    pub fn take_consumers(&mut self) -> Vec<C> {
+        self.consumers.drain(..).collect()
+    }
+
+    /// Picks the next message and the consumer that gets it: consumers take
+    /// turns (round robin), and one that `can_take` refuses (prefetch full,
+    /// flow stopped) is passed over. `None` when nothing is ready or nobody
+    /// can take it. The caller reports whether the delivery awaits an ack
+    /// through [`QueueState::delivered`].
+    pub fn next_delivery(
+        &mut self,
+        mut can_take: impl FnMut(&C) -> bool,
+    ) -> Option<(C, QueuedMessage)> {
+        if self.store.is_empty() {
+            return None;
+        }
+        for _ in 0..self.consumers.len() {
+            let consumer = self.consumers.pop_front()?;
+            let ok = can_take(&consumer);
+            self.consumers.push_back(consumer);
+            if ok {
+                let msg = self.store.pop()?;
+                let consumer = self.consumers.back()?.clone();
+                return Some((consumer, msg));
+            }
+        }
+        None
+    }
+
+    /// Records that a message taken by [`next_delivery`](Self::next_delivery)
+    /// or [`get`](Self::get) now waits for an acknowledgement.
+    pub fn delivered(&mut self, needs_ack: bool) {
+        if needs_ack {
+            self.unacked += 1;
+        }
+    }
+
+    /// Takes the oldest ready message (basic.get).
+    pub fn get(&mut self) -> Option<QueuedMessage> {
+        self.store.pop()
+    }
+
+    /// Acknowledges `n` delivered messages.
+    pub fn ack(&mut self, n: usize) {
+        self.unacked = self.unacked.saturating_sub(n);
+    }
+
+    /// Puts a delivered message back at its original position. `counted`
+    /// says whether it was counted as unacked by [`delivered`](Self::delivered).
+    /// The caller sets `redelivered` when the client may have seen it.
+    pub fn requeue(&mut self, msg: QueuedMessage, counted: bool) {
+        if counted {
+            self.unacked = self.unacked.saturating_sub(1);
+        }
+        self.store.requeue(msg);
+    }
+
+    /// Drops every ready message, returning how many there were.
+    pub fn purge(&mut self) -> usize {
+        self.store.purge()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn msg(body: &'static str) -> Arc<Message> {
+        Arc::new(Message {
+            exchange: String::new(),
+            routing_key: "q".into(),
+            properties: Bytes::from_static(&[0, 0]),
+            persistent: false,
+            headers: None,
+            body: Bytes::from_static(body.as_bytes()),
+        })
+    }
+
+    fn body(m: &QueuedMessage) -> &[u8] {
+        &m.message.body
+    }
+
+    #[test]
+    fn round_robin_and_skip_full_consumers() {
+        let mut q: QueueState<u32> = QueueState::default();
+        q.add_consumer(1);
+        q.add_consumer(2);
+        for b in ["a", "b", "c", "d"] {
+            q.publish(msg(b));
+        }
+        let order: Vec<u32> = (0..3)
+            .map(|_| q.next_delivery(|c| *c != 3).unwrap().0)
+            .collect();
+        assert_eq!(order, vec![1, 2, 1]);
+        let (c, m) = q.next_delivery(|c| *c == 1).unwrap();
+        assert_eq!((c, body(&m)), (1, b"d".as_slice()));
+        assert!(q.next_delivery(|_| true).is_none());
+    }
+
+    #[test]
+    fn requeue_restores_publication_order() {
+        let mut q: QueueState<u32> = QueueState::default();
+        for b in ["a", "b", "c", "d"] {
+            q.publish(msg(b));
+        }
+        let a = q.get().unwrap();
+        let b = q.get().unwrap();
+        let c = q.get().unwrap();
+        for mut m in [c, a, b] {
+            m.redelivered = true;
+            q.requeue(m, false);
+        }
+        let got: Vec<_> = std::iter::from_fn(|| q.get()).collect();
+        let bodies: Vec<&[u8]> = got.iter().map(body).collect();
+        assert_eq!(bodies, vec![b"a".as_slice(), b"b", b"c", b"d"]);
+        assert!(got[..3].iter().all(|m| m.redelivered));
+        assert!(!got[3].redelivered);
+    }
+}

@@ -1,0 +1,419 @@
+//! A virtual host's topology: its exchanges, its queues (as opaque handles
+//! `Q`), the bindings between them, and routing across all of it.
+
+use std::collections::{HashMap, HashSet};
+
+use warren_protocol::FieldTable;
+
+use crate::exchange::ExchangeSpec;
+use crate::names::is_reserved;
+use crate::{AmqpError, Destination, Exchange, ExchangeKind};
+
+/// Exchanges every virtual host has, as RabbitMQ predeclares them.
+const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[
+    ("", ExchangeKind::Direct, false),
+    ("amq.direct", ExchangeKind::Direct, false),
+    ("amq.fanout", ExchangeKind::Fanout, false),
+    ("amq.topic", ExchangeKind::Topic, false),
+    ("amq.headers", ExchangeKind::Headers, false),
+    ("amq.match", ExchangeKind::Headers, false),
+    ("amq.rabbitmq.trace", ExchangeKind::Topic, true),
+];
+
+pub struct VirtualHost<Q> {
+    name: String,
+    exchanges: HashMap<String, Exchange>,
+    queues: HashMap<String, Q>,
+}
+
+impl<Q> VirtualHost<Q> {
+    pub fn new(name: impl Into<String>) -> Self {
+        let mut vhost = VirtualHost {
+            name: name.into(),
+            exchanges: HashMap::new(),
+            queues: HashMap::new(),
+        };
+        for &(name, kind, internal) in PREDECLARED {
+            vhost.exchanges.insert(
+                name.to_string(),
+                Exchange::new(ExchangeSpec {
+                    name: name.to_string(),
+                    kind,
+                    durable: true,
+                    auto_delete: false,
+                    internal,
+                    arguments: FieldTable::new(),
+                }),
+            );
+        }
+        vhost
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn no_exchange(&self, name: &str) -> AmqpError {
+        AmqpError::not_found(format!("no exchange '{name}' in vhost '{}'", self.name))
+    }
+
+    /// The error RabbitMQ gives for a missing queue.
+    pub fn no_queue(&self, name: &str) -> AmqpError {
+        AmqpError::not_found(format!("no queue '{name}' in vhost '{}'", self.name))
+    }
+
+    fn default_exchange_refused() -> AmqpError {
+        AmqpError::access_refused("operation not permitted on the default exchange")
+    }
+
+    pub fn exchange(&self, name: &str) -> Result<&Exchange, AmqpError> {
+        self.exchanges.get(name).ok_or_else(|| self.no_exchange(name))
+    }
+
+    pub fn exchanges(&self) -> impl Iterator<Item = &Exchange> {
+        self.exchanges.values()
+    }
+
+    /// exchange.declare: creates the exchange, or checks that an existing one
+    /// is equivalent. `passive` only checks that it exists.
+    pub fn declare_exchange(&mut self, spec: ExchangeSpec, passive: bool) -> Result<(), AmqpError> {
+        if passive {
+            return self.exchange(&spec.name).map(|_| ());
+        }
+        if spec.name.is_empty() {
+            return Err(Self::default_exchange_refused());
+        }
+        match self.exchanges.get(&spec.name) {
+            Some(existing) => self.check_equivalent(&existing.spec, &spec),
+            None => {
+                if is_reserved(&spec.name) {
+                    return Err(AmqpError::access_refused(format!(
+                        "exchange name '{}' contains reserved prefix 'amq.*'",
+                        spec.name
+                    )));
+                }
+                self.exchanges
+                    .insert(spec.name.clone(), Exchange::new(spec));
+                Ok(())
+            }
+        }
+    }
+
+    fn check_equivalent(&self, current: &ExchangeSpec, wanted: &ExchangeSpec) -> Result<(), AmqpError> {
+        let mismatch = |arg: &str, received: &str, current_v: &str| {
+            AmqpError::precondition_failed(format!(
+                "inequivalent arg '{arg}' for exchange '{}' in vhost '{}': received '{received}' but current is '{current_v}'",
+                current.name, self.name
+            ))
+        };
+        if current.kind != wanted.kind {
+            return Err(mismatch("type", wanted.kind.as_str(), current.kind.as_str()));
+        }
+        for (arg, w, c) in [
+            ("durable", wanted.durable, current.durable),
+            ("auto_delete", wanted.auto_delete, current.auto_delete),
+            ("internal", wanted.internal, current.internal),
+        ] {
+            if w != c {
+                return Err(mismatch(arg, &w.to_string(), &c.to_string()));
+            }
+        }
+        if let Some(ae) = wanted.arguments.get("alternate-exchange") {
+            if current.arguments.get("alternate-exchange") != Some(ae) {
+                return Err(mismatch(
+                    "alternate-exchange",
+                    &ae.display(),
+                    &current
+                        .arguments
+                        .get("alternate-exchange")
+                        .map(|v| v.display())
+                        .unwrap_or_else(|| "none".into()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// exchange.delete. Deleting an exchange that does not exist succeeds,
+    /// as in RabbitMQ 3.x.
+    pub fn delete_exchange(&mut self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+        if name.is_empty() || is_reserved(name) {
+            if name.is_empty() {
+                return Err(Self::default_exchange_refused());
+            }
+            return Err(AmqpError::access_refused(format!(
+                "deletion of system exchange '{name}' in vhost '{}' not allowed",
+                self.name
+            )));
+        }
+        let Some(x) = self.exchanges.get(name) else {
+            return Ok(());
+        };
+        if if_unused && x.has_bindings() {
+            return Err(AmqpError::precondition_failed(format!(
+                "exchange '{name}' in vhost '{}' in use",
+                self.name
+            )));
+        }
+        self.exchanges.remove(name);
+        self.remove_destination(&Destination::Exchange(name.to_string()));
+        Ok(())
+    }
+
+    /// Removes every binding to `dest`, then deletes auto-delete exchanges
+    /// left without bindings (which may cascade).
+    fn remove_destination(&mut self, dest: &Destination) {
+        let mut emptied = Vec::new();
+        for x in self.exchanges.values_mut() {
+            if x.unbind_destination(dest) > 0 && x.spec.auto_delete && !x.has_bindings() {
+                emptied.push(x.spec.name.clone());
+            }
+        }
+        for name in emptied {
+            if self.exchanges.remove(&name).is_some() {
+                self.remove_destination(&Destination::Exchange(name));
+            }
+        }
+    }
+
+    fn check_destination(&self, dest: &Destination) -> Result<(), AmqpError> {
+        match dest {
+            Destination::Queue(q) if !self.queues.contains_key(q) => Err(self.no_queue(q)),
+            Destination::Exchange(x) if x.is_empty() => Err(Self::default_exchange_refused()),
+            Destination::Exchange(x) if !self.exchanges.contains_key(x) => Err(self.no_exchange(x)),
+            _ => Ok(()),
+        }
+    }
+
+    /// queue.bind / exchange.bind. Binding twice is harmless.
+    pub fn bind(&mut self, source: &str, dest: Destination, key: &str, args: &FieldTable) -> Result<(), AmqpError> {
+        if source.is_empty() {
+            return Err(Self::default_exchange_refused());
+        }
+        self.check_destination(&dest)?;
+        let no_source = self.no_exchange(source);
+        let x = self.exchanges.get_mut(source).ok_or(no_source)?;
+        x.bind(dest, key, args);
+        Ok(())
+    }
+
+    /// queue.unbind / exchange.unbind. Removing a binding that does not
+    /// exist succeeds, as in RabbitMQ.
+    pub fn unbind(&mut self, source: &str, dest: Destination, key: &str, args: &FieldTable) -> Result<(), AmqpError> {
+        if source.is_empty() {
+            return Err(Self::default_exchange_refused());
+        }
+        self.check_destination(&dest)?;
+        let no_source = self.no_exchange(source);
+        let x = self.exchanges.get_mut(source).ok_or(no_source)?;
+        if x.unbind(dest, key, args) && x.spec.auto_delete && !x.has_bindings() {
+            let name = source.to_string();
+            self.exchanges.remove(&name);
+            self.remove_destination(&Destination::Exchange(name));
+        }
+        Ok(())
+    }
+
+    pub fn queue(&self, name: &str) -> Option<&Q> {
+        self.queues.get(name)
+    }
+
+    pub fn queues(&self) -> impl Iterator<Item = (&str, &Q)> {
+        self.queues.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    pub fn insert_queue(&mut self, name: String, queue: Q) {
+        self.queues.insert(name, queue);
+    }
+
+    /// Removes a queue and its bindings (auto-delete exchanges that lose
+    /// their last binding go too).
+    pub fn remove_queue(&mut self, name: &str) -> Option<Q> {
+        let q = self.queues.remove(name)?;
+        self.remove_destination(&Destination::Queue(name.to_string()));
+        Some(q)
+    }
+
+    /// Routes a message published to `exchange`, appending each matching
+    /// queue once to `out`. Follows exchange-to-exchange bindings and
+    /// alternate exchanges, each exchange at most once (cycles are cut).
+    /// The default exchange routes to the queue named by the routing key.
+    pub fn route<'a>(&'a self, exchange: &str, key: &str, headers: Option<&FieldTable>, out: &mut Vec<&'a Q>) {
+        if exchange.is_empty() {
+            if let Some(q) = self.queues.get(key) {
+                out.push(q);
+            }
+            return;
+        }
+        let mut seen_queues: HashSet<&str> = HashSet::new();
+        let mut seen_exchanges: Vec<&str> = Vec::new();
+        let mut pending: Vec<&str> = Vec::new();
+        if let Some((name, _)) = self.exchanges.get_key_value(exchange) {
+            pending.push(name);
+            seen_exchanges.push(name);
+        }
+        let mut next: Vec<&'a str> = Vec::new();
+        while let Some(name) = pending.pop() {
+            let Some(x) = self.exchanges.get(name) else {
+                continue;
+            };
+            let mut matched = false;
+            x.route(key, headers, &mut |dest| {
+                matched = true;
+                match dest {
+                    Destination::Queue(q) => {
+                        if let Some((qname, q)) = self.queues.get_key_value(q) {
+                            if seen_queues.insert(qname) {
+                                out.push(q);
+                            }
+                        }
+                    }
+                    Destination::Exchange(e) => {
+                        if let Some((ename, _)) = self.exchanges.get_key_value(e) {
+                            next.push(ename);
+                        }
+                    }
+                }
+            });
+            if !matched {
+                if let Some(ae) = x.alternate.as_deref() {
+                    if let Some((ename, _)) = self.exchanges.get_key_value(ae) {
+                        next.push(ename);
+                    }
+                }
+            }
+            for e in next.drain(..) {
+                if !seen_exchanges.contains(&e) {
+                    seen_exchanges.push(e);
+                    pending.push(e);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use warren_protocol::{FieldValue, ReplyCode};
+
+    fn spec(name: &str, kind: ExchangeKind) -> ExchangeSpec {
+        ExchangeSpec {
+            name: name.into(),
+            kind,
+            durable: false,
+            auto_delete: false,
+            internal: false,
+            arguments: FieldTable::new(),
+        }
+    }
+
+    fn vhost_with_queues(names: &[&str]) -> VirtualHost<String> {
+        let mut v = VirtualHost::new("/");
+        for n in names {
+            v.insert_queue(n.to_string(), n.to_string());
+        }
+        v
+    }
+
+    fn route(v: &VirtualHost<String>, x: &str, key: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        v.route(x, key, None, &mut out);
+        let mut names: Vec<String> = out.into_iter().cloned().collect();
+        names.sort();
+        names
+    }
+
+    fn q(n: &str) -> Destination {
+        Destination::Queue(n.into())
+    }
+
+    #[test]
+    fn default_exchange_routes_by_queue_name() {
+        let v = vhost_with_queues(&["hello"]);
+        assert_eq!(route(&v, "", "hello"), vec!["hello"]);
+        assert!(route(&v, "", "nope").is_empty());
+    }
+
+    #[test]
+    fn direct_fanout_topic_and_dedup() {
+        let mut v = vhost_with_queues(&["a", "b"]);
+        let t = FieldTable::new();
+        v.bind("amq.direct", q("a"), "k", &t).unwrap();
+        v.bind("amq.direct", q("a"), "k", &t).unwrap();
+        v.bind("amq.fanout", q("a"), "", &t).unwrap();
+        v.bind("amq.fanout", q("b"), "x", &t).unwrap();
+        v.bind("amq.topic", q("a"), "a.*", &t).unwrap();
+        v.bind("amq.topic", q("a"), "#", &t).unwrap();
+        assert_eq!(route(&v, "amq.direct", "k"), vec!["a"]);
+        assert_eq!(route(&v, "amq.fanout", "whatever"), vec!["a", "b"]);
+        assert_eq!(route(&v, "amq.topic", "a.b"), vec!["a"]);
+    }
+
+    #[test]
+    fn exchange_to_exchange_with_cycle() {
+        let mut v = vhost_with_queues(&["a"]);
+        let t = FieldTable::new();
+        v.declare_exchange(spec("x1", ExchangeKind::Fanout), false).unwrap();
+        v.declare_exchange(spec("x2", ExchangeKind::Fanout), false).unwrap();
+        v.bind("x1", Destination::Exchange("x2".into()), "", &t).unwrap();
+        v.bind("x2", Destination::Exchange("x1".into()), "", &t).unwrap();
+        v.bind("x2", q("a"), "", &t).unwrap();
+        assert_eq!(route(&v, "x1", "k"), vec!["a"]);
+    }
+
+    #[test]
+    fn alternate_exchange_takes_unroutable() {
+        let mut v = vhost_with_queues(&["a", "lost"]);
+        let t = FieldTable::new();
+        v.declare_exchange(spec("ae", ExchangeKind::Fanout), false).unwrap();
+        let mut main = spec("main", ExchangeKind::Direct);
+        main.arguments.insert(
+            "alternate-exchange",
+            FieldValue::LongString(Bytes::from_static(b"ae")),
+        );
+        v.declare_exchange(main, false).unwrap();
+        v.bind("main", q("a"), "k", &t).unwrap();
+        v.bind("ae", q("lost"), "", &t).unwrap();
+        assert_eq!(route(&v, "main", "k"), vec!["a"]);
+        assert_eq!(route(&v, "main", "other"), vec!["lost"]);
+    }
+
+    #[test]
+    fn declare_errors() {
+        let mut v: VirtualHost<String> = VirtualHost::new("/");
+        let err = v
+            .declare_exchange(spec("amq.foo", ExchangeKind::Direct), false)
+            .unwrap_err();
+        assert_eq!(err.code, ReplyCode::AccessRefused);
+        v.declare_exchange(spec("amq.direct", ExchangeKind::Direct), false)
+            .unwrap_err();
+        v.declare_exchange(spec("logs", ExchangeKind::Direct), false).unwrap();
+        let err = v
+            .declare_exchange(spec("logs", ExchangeKind::Fanout), false)
+            .unwrap_err();
+        assert_eq!(err.code, ReplyCode::PreconditionFailed);
+        assert_eq!(
+            err.text,
+            "inequivalent arg 'type' for exchange 'logs' in vhost '/': received 'fanout' but current is 'direct'"
+        );
+        let err = v
+            .declare_exchange(spec("missing", ExchangeKind::Direct), true)
+            .unwrap_err();
+        assert_eq!(err.code, ReplyCode::NotFound);
+        assert_eq!(err.text, "no exchange 'missing' in vhost '/'");
+    }
+
+    #[test]
+    fn auto_delete_exchange_goes_with_last_binding() {
+        let mut v = vhost_with_queues(&["a"]);
+        let t = FieldTable::new();
+        let mut s = spec("tmp", ExchangeKind::Fanout);
+        s.auto_delete = true;
+        v.declare_exchange(s, false).unwrap();
+        v.bind("tmp", q("a"), "", &t).unwrap();
+        v.remove_queue("a");
+        assert!(v.exchange("tmp").is_err());
+    }
+}
