@@ -234,14 +234,14 @@ impl<Q> VirtualHost<Q> {
         Some(q)
     }
 
-    /// Routes a message published to `exchange`, appending each matching
-    /// queue once to `out`. Follows exchange-to-exchange bindings and
+    /// Routes a message published to `exchange`, calling `out` for each matching
+    /// queue once. Follows exchange-to-exchange bindings and
     /// alternate exchanges, each exchange at most once (cycles are cut).
     /// The default exchange routes to the queue named by the routing key.
-    pub fn route<'a>(&'a self, exchange: &str, key: &str, headers: Option<&FieldTable>, out: &mut Vec<&'a Q>) {
+    pub fn route<'a>(&'a self, exchange: &str, key: &str, headers: Option<&FieldTable>, out: &mut dyn FnMut(&'a Q)) {
         if exchange.is_empty() {
             if let Some(q) = self.queues.get(key) {
-                out.push(q);
+                out(q);
             }
             return;
         }
@@ -264,7 +264,7 @@ impl<Q> VirtualHost<Q> {
                     Destination::Queue(q) => {
                         if let Some((qname, q)) = self.queues.get_key_value(q) {
                             if seen_queues.insert(qname) {
-                                out.push(q);
+                                out(q);
                             }
                         }
                     }
@@ -319,7 +319,7 @@ mod tests {
 
     fn route(v: &VirtualHost<String>, x: &str, key: &str) -> Vec<String> {
         let mut out = Vec::new();
-        v.route(x, key, None, &mut out);
+        v.route(x, key, None, &mut |q| out.push(q));
         let mut names: Vec<String> = out.into_iter().cloned().collect();
         names.sort();
         names

@@ -19,6 +19,12 @@ pub const FRAME_END: u8 = 0xCE;
 /// Header plus frame-end octet: what a frame costs beyond its payload.
 pub const FRAME_OVERHEAD: usize = FRAME_HEADER_SIZE + 1;
 
+/// The most [`parse_frame`] reserves for a frame whose header has arrived but
+/// whose payload has not (RabbitMQ's default `frame_max`). Without a cap, a
+/// 7-byte header could make it allocate 4 GiB when `frame_max` is 0; larger
+/// frames grow the buffer as their bytes arrive instead.
+const MAX_RESERVE_AHEAD: usize = 128 * 1024;
+
 /// A content header frame's payload. Properties are kept as the raw bytes
 /// (flags and property list) so the broker can forward them without
 /// re-encoding; [`crate::BasicProperties::decode`] parses them.
@@ -91,7 +97,7 @@ pub fn parse_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, 
         return Err(FrameError::UnknownType(kind));
     }
     if buf.len() < FRAME_HEADER_SIZE + size + 1 {
-        buf.reserve(FRAME_HEADER_SIZE + size + 1 - buf.len());
+        buf.reserve((FRAME_HEADER_SIZE + size + 1 - buf.len()).min(MAX_RESERVE_AHEAD));
         return Ok(None);
     }
     let end = buf[FRAME_HEADER_SIZE + size];

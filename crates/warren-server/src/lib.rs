@@ -1,1 +1,57 @@
-//! placeholder
+//! Warren's network glue: accepts TCP connections and runs one task per
+//! connection that reads frames, carries out methods against the broker's
+//! state, and writes replies and deliveries.
+//!
+//! [`run`] takes the listener and a shutdown signal from its caller, so tests
+//! bind `127.0.0.1:0` and stop the server when they are done.
+
+mod broker;
+mod channel;
+mod config;
+mod connection;
+mod queue;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+pub use broker::Broker;
+pub use config::{ServerConfig, User};
+
+/// Accepts connections until `shutdown` completes, then asks every
+/// connection to close (320 CONNECTION_FORCED) and waits for them briefly.
+pub async fn run(listener: TcpListener, config: ServerConfig, shutdown: impl Future<Output = ()>) {
+    let broker = Broker::new(config);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let broker = Arc::clone(&broker);
+                    let stop = stop_rx.clone();
+                    tasks.spawn(async move {
+                        connection::serve(stream, peer, broker, stop).await;
+                    });
+                }
+                Err(err) => {
+                    warn!(%err, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = &mut shutdown => break,
+        }
+    }
+    info!(connections = tasks.len(), "shutting down");
+    let _ = stop_tx.send(true);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(std::time::Duration::from_secs(5), drain).await.is_err() {
+        tasks.abort_all();
+    }
+}

@@ -1,1 +1,116 @@
-fn main(){}
+//! The `warren` binary: command line, logging, signals.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tracing::{error, info};
+use warren_server::ServerConfig;
+
+#[derive(Parser)]
+#[command(name = "warren", version, about = "Warren, an AMQP 0-9-1 message broker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker in the foreground until SIGTERM or SIGINT.
+    Serve(ServeArgs),
+}
+
+#[derive(Parser)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+    /// Port for AMQP 0-9-1 clients.
+    #[arg(long, default_value_t = 5672)]
+    amqp_port: u16,
+    /// Directory for the broker's data; created if missing.
+    #[arg(long, default_value = "warren-data")]
+    data_dir: PathBuf,
+    /// Largest message body accepted, in bytes.
+    #[arg(long, default_value_t = 128 * 1024 * 1024)]
+    max_message_size: u64,
+    /// Heartbeat interval offered to clients, in seconds (0 disables).
+    #[arg(long, default_value_t = 60)]
+    heartbeat: u16,
+    /// Largest frame offered to clients, in bytes.
+    #[arg(long, default_value_t = 131_072, value_parser = clap::value_parser!(u32).range(4096..))]
+    frame_max: u32,
+    /// Highest channel number offered to clients.
+    #[arg(long, default_value_t = 2047)]
+    channel_max: u16,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> std::process::ExitCode {
+    if let Err(err) = std::fs::create_dir_all(&args.data_dir) {
+        error!(dir = %args.data_dir.display(), %err, "cannot create the data directory");
+        return std::process::ExitCode::FAILURE;
+    }
+    let config = ServerConfig {
+        frame_max: args.frame_max,
+        channel_max: args.channel_max,
+        heartbeat: args.heartbeat,
+        max_message_size: args.max_message_size,
+        ..ServerConfig::default()
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            error!(%err, "cannot start the runtime");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let addr = format!("{}:{}", args.bind, args.amqp_port);
+        let listener = match TcpListener::bind(&addr).await {
+            Ok(l) => l,
+            Err(err) => {
+                error!(%addr, %err, "cannot listen");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        let local: Option<SocketAddr> = listener.local_addr().ok();
+        info!(addr = ?local, data_dir = %args.data_dir.display(), "Warren listening for AMQP 0-9-1");
+        warren_server::run(listener, config, shutdown_signal()).await;
+        info!("stopped");
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = int.recv() => info!("SIGINT received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

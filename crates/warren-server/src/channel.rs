@@ -1,0 +1,1053 @@
+//! One AMQP channel: content assembly, the methods of classes exchange,
+//! queue, basic, confirm and tx, delivery tags and unacked messages.
+//!
+//! A channel lives inside its connection's task and is only touched from
+//! there; queues reach it through the connection's event channel.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use warren_core::exchange::ExchangeSpec;
+use warren_core::names;
+use warren_core::{AmqpError, Destination, ExchangeKind, Message, QueuedMessage};
+use warren_protocol::{
+    AccessRequestOk, BasicAck, BasicCancel, BasicCancelOk, BasicConsumeOk, BasicDeliver,
+    BasicGetEmpty, BasicGetOk, BasicProperties, BasicPublish, BasicQosOk, BasicRecoverOk,
+    BasicReturn, ChannelClose, ChannelCloseOk, ChannelFlowOk, ConfirmSelectOk, ContentHeader,
+    ExchangeBindOk, ExchangeDeclareOk, ExchangeDeleteOk, ExchangeUnbindOk,
+    FramePayload, Method, QueueBindOk, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk,
+    QueueUnbindOk, ReplyCode, TxCommitOk, TxRollbackOk, TxSelectOk, BASIC_CLASS_ID,
+};
+
+use crate::connection::{ConnCtx, Out};
+use crate::queue::{ChannelLimit, Consumer, QueueCell, QueueSpec};
+
+/// A publish whose content is still arriving.
+struct Pending {
+    publish: BasicPublish,
+    header: Option<(Bytes, BasicProperties, u64)>,
+    chunks: Vec<Bytes>,
+    received: u64,
+}
+
+/// A delivered message awaiting ack, reject or nack.
+struct Unacked {
+    tag: u64,
+    queue: Arc<QueueCell>,
+    msg: QueuedMessage,
+    /// None for basic.get.
+    consumer: Option<Arc<Consumer>>,
+}
+
+#[derive(Default)]
+struct Confirms {
+    next_seq: u64,
+    pending_upto: u64,
+    sent_upto: u64,
+}
+
+#[derive(Default)]
+struct TxBuffer {
+    publishes: Vec<(BasicPublish, Arc<Message>)>,
+    /// Acked or rejected inside the transaction: (entry, requeue).
+    settles: Vec<(Unacked, Option<bool>)>,
+}
+
+pub struct Channel {
+    pub id: u16,
+    /// The channel is done (closed by the client, or close-ok received) and
+    /// must be removed.
+    pub finished: bool,
+    /// The server sent channel.close and waits for close-ok.
+    closing: bool,
+    pending: Option<Pending>,
+    next_tag: u64,
+    unacked: VecDeque<Unacked>,
+    consumers: HashMap<String, Arc<Consumer>>,
+    prefetch: u32,
+    limit: Arc<ChannelLimit>,
+    confirm: Option<Confirms>,
+    tx: Option<TxBuffer>,
+    last_queue: Option<String>,
+}
+
+fn locked(q: &QueueCell, vhost: &str) -> AmqpError {
+    AmqpError::resource_locked(format!(
+        "cannot obtain exclusive access to locked queue '{}' in vhost '{vhost}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+        q.name()
+    ))
+}
+
+/// Looks a queue up for an operation of this connection: 404 if missing,
+/// 405 if another connection owns it exclusively.
+fn find_queue(ctx: &ConnCtx, name: &str) -> Result<Arc<QueueCell>, AmqpError> {
+    let topo = ctx.vhost.read();
+    let q = topo.queue(name).cloned().ok_or_else(|| topo.no_queue(name))?;
+    drop(topo);
+    match q.spec.exclusive_owner {
+        Some(owner) if owner != ctx.id => Err(locked(&q, &ctx.vhost_name)),
+        _ => Ok(q),
+    }
+}
+
+/// Deletes a queue: removes it and its bindings, cancels its consumers and
+/// drops its messages. Returns how many ready messages it held. With
+/// `only_if_idle` (auto-delete) the queue stays if it gained a consumer.
+pub fn delete_queue(
+    ctx: &ConnCtx,
+    name: &str,
+    if_unused: bool,
+    if_empty: bool,
+    only_if_idle: Option<()>,
+) -> Result<u32, AmqpError> {
+    let mut topo = ctx.vhost.write();
+    let Some(q) = topo.queue(name).cloned() else {
+        return Ok(0);
+    };
+    {
+        let inner = q.state.lock();
+        let in_use = inner.queue.consumer_count() > 0;
+        if only_if_idle.is_some() && in_use {
+            return Ok(0);
+        }
+        if if_unused && in_use {
+            return Err(AmqpError::precondition_failed(format!(
+                "queue '{name}' in vhost '{}' in use",
+                ctx.vhost_name
+            )));
+        }
+        if if_empty && inner.queue.ready_count() > 0 {
+            return Err(AmqpError::precondition_failed(format!(
+                "queue '{name}' in vhost '{}' not empty",
+                ctx.vhost_name
+            )));
+        }
+    }
+    topo.remove_queue(name);
+    drop(topo);
+    let (count, consumers) = {
+        let mut inner = q.state.lock();
+        inner.deleted = true;
+        let count = inner.queue.purge() as u32;
+        (count, inner.queue.take_consumers())
+    };
+    for c in consumers {
+        c.cancelled.store(true, Ordering::SeqCst);
+        let _ = c.tx.send(crate::connection::ConnEvent::Cancelled {
+            consumer: Arc::clone(&c),
+        });
+    }
+    Ok(count)
+}
+
+/// Removes a consumer from its queue, deleting an auto-delete queue that
+/// lost its last consumer.
+fn detach_consumer(ctx: &ConnCtx, consumer: &Arc<Consumer>) {
+    consumer.cancelled.store(true, Ordering::SeqCst);
+    let q = &consumer.queue;
+    let now_idle = {
+        let mut inner = q.state.lock();
+        inner.queue.remove_consumer(|c| Arc::ptr_eq(c, consumer));
+        !inner.deleted && inner.queue.consumer_count() == 0 && inner.had_consumer
+    };
+    if now_idle && q.spec.auto_delete {
+        let _ = delete_queue(ctx, q.name(), false, false, Some(()));
+    }
+}
+
+/// Settles delivered messages: acks them, or requeues them (marked
+/// redelivered) when `requeue`. Entries are in tag order; consecutive
+/// entries of one queue are settled under one lock.
+fn settle(entries: impl IntoIterator<Item = Unacked>, requeue: bool) {
+    let mut batch: Vec<QueuedMessage> = Vec::new();
+    let mut current: Option<Arc<QueueCell>> = None;
+    let mut acked = 0usize;
+    let flush = |q: &Arc<QueueCell>, batch: &mut Vec<QueuedMessage>, acked: &mut usize| {
+        if requeue {
+            q.requeue(batch.drain(..), true);
+        } else {
+            q.ack(std::mem::take(acked));
+        }
+    };
+    for mut e in entries {
+        if let Some(c) = &e.consumer {
+            c.release_unacked();
+        }
+        if current.as_ref().is_some_and(|q| !Arc::ptr_eq(q, &e.queue)) {
+            if let Some(q) = current.take() {
+                flush(&q, &mut batch, &mut acked);
+            }
+        }
+        e.msg.redelivered = true;
+        if requeue {
+            batch.push(e.msg);
+        } else {
+            acked += 1;
+        }
+        current = Some(e.queue);
+    }
+    if let Some(q) = current {
+        flush(&q, &mut batch, &mut acked);
+    }
+}
+
+impl Channel {
+    pub fn new(id: u16) -> Self {
+        Channel {
+            id,
+            finished: false,
+            closing: false,
+            pending: None,
+            next_tag: 1,
+            unacked: VecDeque::new(),
+            consumers: HashMap::new(),
+            prefetch: 0,
+            limit: Arc::new(ChannelLimit::new()),
+            confirm: None,
+            tx: None,
+            last_queue: None,
+        }
+    }
+
+    pub fn on_frame(&mut self, payload: FramePayload, ctx: &mut ConnCtx, out: &mut Out) -> Result<(), AmqpError> {
+        if self.closing {
+            match payload {
+                FramePayload::Method(Method::ChannelCloseOk(_)) => self.finished = true,
+                FramePayload::Method(Method::ChannelClose(_)) => {
+                    out.method(self.id, ChannelCloseOk {});
+                    self.finished = true;
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        match payload {
+            FramePayload::Method(m) => {
+                if let Some(p) = &self.pending {
+                    return Err(AmqpError::unexpected_frame(if p.header.is_none() {
+                        "expected content header for class 60, got non content header frame instead"
+                    } else {
+                        "expected content body, got non content body frame instead"
+                    }));
+                }
+                self.on_method(m, ctx, out)
+            }
+            FramePayload::Header(h) => self.on_header(h, ctx, out),
+            FramePayload::Body(b) => self.on_body(b, ctx, out),
+            FramePayload::Heartbeat => Ok(()),
+        }
+    }
+
+    fn on_header(&mut self, h: ContentHeader, ctx: &mut ConnCtx, out: &mut Out) -> Result<(), AmqpError> {
+        let Some(p) = self.pending.as_mut().filter(|p| p.header.is_none()) else {
+            return Err(AmqpError::unexpected_frame(
+                "expected method frame, got non method frame instead",
+            ));
+        };
+        if h.class_id != BASIC_CLASS_ID {
+            return Err(AmqpError::unexpected_frame(format!(
+                "expected content header for class {BASIC_CLASS_ID}, got one for class {}",
+                h.class_id
+            )));
+        }
+        let max = ctx.broker.config.max_message_size;
+        if h.body_size > max {
+            self.pending = None;
+            return Err(AmqpError::precondition_failed(format!(
+                "message size {} is larger than configured max size {max}",
+                h.body_size
+            )));
+        }
+        let props = BasicProperties::decode(&h.properties)
+            .map_err(|e| AmqpError::syntax_error(format!("invalid content header: {e}")))?;
+        p.header = Some((h.properties, props, h.body_size));
+        if h.body_size == 0 {
+            self.complete_publish(ctx, out)?;
+        }
+        Ok(())
+    }
+
+    fn on_body(&mut self, body: Bytes, ctx: &mut ConnCtx, out: &mut Out) -> Result<(), AmqpError> {
+        let Some(p) = self.pending.as_mut() else {
+            return Err(AmqpError::unexpected_frame(
+                "expected method frame, got non method frame instead",
+            ));
+        };
+        let Some((_, _, size)) = &p.header else {
+            return Err(AmqpError::unexpected_frame(
+                "expected content header for class 60, got non content header frame instead",
+            ));
+        };
+        let size = *size;
+        p.received += body.len() as u64;
+        if p.received > size {
+            return Err(AmqpError::unexpected_frame(format!(
+                "content body exceeds the size {size} announced in its content header"
+            )));
+        }
+        p.chunks.push(body);
+        if p.received == size {
+            self.complete_publish(ctx, out)?;
+        }
+        Ok(())
+    }
+
+    fn complete_publish(&mut self, ctx: &mut ConnCtx, out: &mut Out) -> Result<(), AmqpError> {
+        let Some(p) = self.pending.take() else {
+            return Ok(());
+        };
+        let Some((raw, props, _)) = p.header else {
+            return Ok(());
+        };
+        let body = match p.chunks.len() {
+            0 => Bytes::new(),
+            1 => p.chunks.into_iter().next().unwrap_or_default(),
+            _ => {
+                let mut all = BytesMut::with_capacity(p.received as usize);
+                for c in &p.chunks {
+                    all.extend_from_slice(c);
+                }
+                all.freeze()
+            }
+        };
+        let publish = p.publish;
+        let msg = Arc::new(Message::new(
+            publish.exchange.clone(),
+            publish.routing_key.clone(),
+            raw,
+            props,
+            body,
+        ));
+        if let Some(tx) = self.tx.as_mut() {
+            // Checked now so errors surface at publish, as in RabbitMQ.
+            check_publishable(ctx, &publish.exchange)?;
+            tx.publishes.push((publish, msg));
+            return Ok(());
+        }
+        if let Some(c) = self.confirm.as_mut() {
+            c.next_seq += 1;
+        }
+        self.route(ctx, out, &publish, msg)?;
+        if let Some(c) = self.confirm.as_mut() {
+            c.pending_upto = c.next_seq;
+            if !ctx.confirm_dirty.contains(&self.id) {
+                ctx.confirm_dirty.push(self.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Routes a complete message and enqueues it on every matching queue;
+    /// returns it to the publisher if mandatory and unroutable.
+    fn route(&mut self, ctx: &mut ConnCtx, out: &mut Out, publish: &BasicPublish, msg: Arc<Message>) -> Result<(), AmqpError> {
+        let targets = &mut ctx.route_buf;
+        targets.clear();
+        {
+            let topo = ctx.vhost.read();
+            if !publish.exchange.is_empty() {
+                let x = topo.exchange(&publish.exchange)?;
+                if x.spec.internal {
+                    return Err(AmqpError::access_refused(format!(
+                        "cannot publish to internal exchange '{}' in vhost '{}'",
+                        publish.exchange, ctx.vhost_name
+                    )));
+                }
+            }
+            topo.route(
+                &publish.exchange,
+                &publish.routing_key,
+                msg.headers.as_ref(),
+                &mut |q| targets.push(Arc::clone(q)),
+            );
+        }
+        if targets.is_empty() {
+            if publish.mandatory {
+                out.content(
+                    self.id,
+                    BasicReturn {
+                        reply_code: ReplyCode::NoRoute.code(),
+                        reply_text: "NO_ROUTE".into(),
+                        exchange: publish.exchange.clone(),
+                        routing_key: publish.routing_key.clone(),
+                    },
+                    &msg,
+                );
+            }
+            return Ok(());
+        }
+        for q in targets.drain(..) {
+            q.publish(Arc::clone(&msg));
+        }
+        Ok(())
+    }
+
+    pub fn flush_confirms(&mut self, out: &mut Out) {
+        if let Some(c) = self.confirm.as_mut() {
+            if c.pending_upto > c.sent_upto && !self.closing {
+                out.method(
+                    self.id,
+                    BasicAck {
+                        delivery_tag: c.pending_upto,
+                        multiple: c.pending_upto - c.sent_upto > 1,
+                    },
+                );
+                c.sent_upto = c.pending_upto;
+            }
+        }
+    }
+
+    /// Writes a delivery to the client, or hands the message back if this
+    /// channel or consumer is going away.
+    pub fn deliver(&mut self, consumer: Arc<Consumer>, msg: QueuedMessage, out: &mut Out) {
+        let current = self
+            .consumers
+            .get(&consumer.tag)
+            .is_some_and(|c| Arc::ptr_eq(c, &consumer));
+        if self.closing || !current || consumer.cancelled.load(Ordering::SeqCst) {
+            if !consumer.no_ack {
+                consumer.release_unacked();
+            }
+            consumer.queue.requeue([msg], !consumer.no_ack);
+            return;
+        }
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        out.content(
+            self.id,
+            BasicDeliver {
+                consumer_tag: consumer.tag.clone(),
+                delivery_tag: tag,
+                redelivered: msg.redelivered,
+                exchange: msg.message.exchange.clone(),
+                routing_key: msg.message.routing_key.clone(),
+            },
+            &msg.message,
+        );
+        if !consumer.no_ack {
+            self.unacked.push_back(Unacked {
+                tag,
+                queue: Arc::clone(&consumer.queue),
+                msg,
+                consumer: Some(Arc::clone(&consumer)),
+            });
+        }
+        consumer.wake_if_blocked();
+    }
+
+    /// The consumer's queue was deleted: forget the consumer and tell the
+    /// client if it asked to be told.
+    pub fn on_queue_deleted(&mut self, consumer: &Arc<Consumer>, notify: bool, out: &mut Out) {
+        let ours = self
+            .consumers
+            .get(&consumer.tag)
+            .is_some_and(|c| Arc::ptr_eq(c, consumer));
+        if ours {
+            self.consumers.remove(&consumer.tag);
+            if notify && !self.closing {
+                out.method(
+                    self.id,
+                    BasicCancel {
+                        consumer_tag: consumer.tag.clone(),
+                        nowait: true,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Closes the channel after a channel-level error.
+    pub fn fail(&mut self, error: AmqpError, class_id: u16, method_id: u16, ctx: &mut ConnCtx, out: &mut Out) {
+        out.method(
+            self.id,
+            ChannelClose {
+                reply_code: error.code.code(),
+                reply_text: error.reply_text(),
+                class_id,
+                method_id,
+            },
+        );
+        self.closing = true;
+        self.release(ctx);
+    }
+
+    /// Final cleanup when the channel goes away.
+    pub fn close(mut self, ctx: &mut ConnCtx) {
+        self.release(ctx);
+    }
+
+    /// Cancels consumers and requeues unacked messages (idempotent).
+    fn release(&mut self, ctx: &mut ConnCtx) {
+        self.pending = None;
+        for (_, c) in self.consumers.drain() {
+            detach_consumer(ctx, &c);
+        }
+        let mut entries: Vec<Unacked> = self.unacked.drain(..).collect();
+        if let Some(tx) = self.tx.as_mut() {
+            entries.extend(tx.settles.drain(..).map(|(e, _)| e));
+            tx.publishes.clear();
+        }
+        entries.sort_by_key(|e| e.tag);
+        settle(entries, true);
+    }
+
+    fn wake_consumers(&self) {
+        for c in self.consumers.values() {
+            c.wake_if_blocked();
+        }
+    }
+
+    /// Resolves an empty queue name to the channel's last declared queue.
+    fn queue_name(&self, name: &str) -> Result<String, AmqpError> {
+        if !name.is_empty() {
+            return Ok(name.to_string());
+        }
+        self.last_queue
+            .clone()
+            .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
+    }
+
+    /// Takes the unacked entries an ack/reject/nack names.
+    fn take_unacked(&mut self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, AmqpError> {
+        if multiple && tag == 0 {
+            return Ok(self.unacked.drain(..).collect());
+        }
+        let unknown = || AmqpError::precondition_failed(format!("unknown delivery tag {tag}"));
+        let pos = self
+            .unacked
+            .binary_search_by_key(&tag, |e| e.tag)
+            .map_err(|_| unknown())?;
+        if multiple {
+            Ok(self.unacked.drain(..=pos).collect())
+        } else {
+            Ok(self.unacked.remove(pos).into_iter().collect())
+        }
+    }
+
+    fn settle_or_buffer(&mut self, entries: Vec<Unacked>, requeue: Option<bool>) {
+        match self.tx.as_mut() {
+            Some(tx) => tx.settles.extend(entries.into_iter().map(|e| (e, requeue))),
+            None => {
+                settle(entries, requeue == Some(true));
+                self.wake_consumers();
+            }
+        }
+    }
+
+    fn on_method(&mut self, method: Method, ctx: &mut ConnCtx, out: &mut Out) -> Result<(), AmqpError> {
+        let id = self.id;
+        match method {
+            Method::ChannelOpen(_) => Err(AmqpError::channel_error("second 'channel.open' seen")),
+            Method::ChannelClose(_) => {
+                self.release(ctx);
+                out.method(id, ChannelCloseOk {});
+                self.finished = true;
+                Ok(())
+            }
+            Method::ChannelCloseOk(_) => Ok(()),
+            Method::ChannelFlow(m) => {
+                self.limit.flow_active.store(m.active, Ordering::SeqCst);
+                out.method(id, ChannelFlowOk { active: m.active });
+                if m.active {
+                    self.wake_consumers();
+                }
+                Ok(())
+            }
+            Method::ChannelFlowOk(_) => Ok(()),
+            Method::AccessRequest(_) => {
+                out.method(id, AccessRequestOk { ticket: 1 });
+                Ok(())
+            }
+            Method::ExchangeDeclare(m) => {
+                let kind = if m.passive {
+                    ExchangeKind::Direct
+                } else {
+                    ExchangeKind::parse(&m.kind)?
+                };
+                let spec = ExchangeSpec {
+                    name: m.exchange,
+                    kind,
+                    durable: m.durable,
+                    auto_delete: m.auto_delete,
+                    internal: m.internal,
+                    arguments: m.arguments,
+                };
+                ctx.vhost.write().declare_exchange(spec, m.passive)?;
+                if !m.nowait {
+                    out.method(id, ExchangeDeclareOk {});
+                }
+                Ok(())
+            }
+            Method::ExchangeDelete(m) => {
+                ctx.vhost.write().delete_exchange(&m.exchange, m.if_unused)?;
+                if !m.nowait {
+                    out.method(id, ExchangeDeleteOk {});
+                }
+                Ok(())
+            }
+            Method::ExchangeBind(m) => {
+                ctx.vhost.write().bind(
+                    &m.source,
+                    Destination::Exchange(m.destination),
+                    &m.routing_key,
+                    &m.arguments,
+                )?;
+                if !m.nowait {
+                    out.method(id, ExchangeBindOk {});
+                }
+                Ok(())
+            }
+            Method::ExchangeUnbind(m) => {
+                ctx.vhost.write().unbind(
+                    &m.source,
+                    Destination::Exchange(m.destination),
+                    &m.routing_key,
+                    &m.arguments,
+                )?;
+                if !m.nowait {
+                    out.method(id, ExchangeUnbindOk {});
+                }
+                Ok(())
+            }
+            Method::QueueDeclare(m) => self.queue_declare(m, ctx, out),
+            Method::QueueBind(m) => {
+                let queue = self.queue_name(&m.queue)?;
+                let key = if m.queue.is_empty() && m.routing_key.is_empty() {
+                    queue.clone()
+                } else {
+                    m.routing_key
+                };
+                find_queue(ctx, &queue)?;
+                ctx.vhost
+                    .write()
+                    .bind(&m.exchange, Destination::Queue(queue), &key, &m.arguments)?;
+                if !m.nowait {
+                    out.method(id, QueueBindOk {});
+                }
+                Ok(())
+            }
+            Method::QueueUnbind(m) => {
+                let queue = self.queue_name(&m.queue)?;
+                find_queue(ctx, &queue)?;
+                ctx.vhost.write().unbind(
+                    &m.exchange,
+                    Destination::Queue(queue),
+                    &m.routing_key,
+                    &m.arguments,
+                )?;
+                out.method(id, QueueUnbindOk {});
+                Ok(())
+            }
+            Method::QueuePurge(m) => {
+                let q = find_queue(ctx, &self.queue_name(&m.queue)?)?;
+                let n = q.state.lock().queue.purge() as u32;
+                if !m.nowait {
+                    out.method(id, QueuePurgeOk { message_count: n });
+                }
+                Ok(())
+            }
+            Method::QueueDelete(m) => {
+                let name = self.queue_name(&m.queue)?;
+                let exists = ctx.vhost.read().queue(&name).is_some();
+                let n = if exists {
+                    find_queue(ctx, &name)?;
+                    delete_queue(ctx, &name, m.if_unused, m.if_empty, None)?
+                } else {
+                    0
+                };
+                ctx.exclusive_queues.retain(|q| q.name() != name);
+                if !m.nowait {
+                    out.method(id, QueueDeleteOk { message_count: n });
+                }
+                Ok(())
+            }
+            Method::BasicQos(m) => {
+                if m.prefetch_size != 0 {
+                    return Err(AmqpError::not_implemented(format!(
+                        "prefetch_size!=0 ({})",
+                        m.prefetch_size
+                    )));
+                }
+                if m.global {
+                    self.limit
+                        .global_prefetch
+                        .store(m.prefetch_count as u32, Ordering::SeqCst);
+                    self.wake_consumers();
+                } else {
+                    self.prefetch = m.prefetch_count as u32;
+                }
+                out.method(id, BasicQosOk {});
+                Ok(())
+            }
+            Method::BasicConsume(m) => self.consume(m, ctx, out),
+            Method::BasicCancel(m) => {
+                if let Some(c) = self.consumers.remove(&m.consumer_tag) {
+                    detach_consumer(ctx, &c);
+                }
+                if !m.nowait {
+                    out.method(
+                        id,
+                        BasicCancelOk {
+                            consumer_tag: m.consumer_tag,
+                        },
+                    );
+                }
+                Ok(())
+            }
+            Method::BasicPublish(m) => {
+                if m.immediate {
+                    return Err(AmqpError::not_implemented("immediate=true"));
+                }
+                self.pending = Some(Pending {
+                    publish: m,
+                    header: None,
+                    chunks: Vec::new(),
+                    received: 0,
+                });
+                Ok(())
+            }
+            Method::BasicGet(m) => {
+                let q = find_queue(ctx, &self.queue_name(&m.queue)?)?;
+                let got = {
+                    let mut inner = q.state.lock();
+                    let msg = inner.queue.get();
+                    if msg.is_some() {
+                        inner.queue.delivered(!m.no_ack);
+                    }
+                    msg.map(|msg| (msg, inner.queue.ready_count() as u32))
+                };
+                match got {
+                    None => out.method(id, BasicGetEmpty::default()),
+                    Some((msg, remaining)) => {
+                        let tag = self.next_tag;
+                        self.next_tag += 1;
+                        out.content(
+                            id,
+                            BasicGetOk {
+                                delivery_tag: tag,
+                                redelivered: msg.redelivered,
+                                exchange: msg.message.exchange.clone(),
+                                routing_key: msg.message.routing_key.clone(),
+                                message_count: remaining,
+                            },
+                            &msg.message,
+                        );
+                        if !m.no_ack {
+                            self.unacked.push_back(Unacked {
+                                tag,
+                                queue: q,
+                                msg,
+                                consumer: None,
+                            });
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Method::BasicAck(m) => {
+                let entries = self.take_unacked(m.delivery_tag, m.multiple)?;
+                self.settle_or_buffer(entries, None);
+                Ok(())
+            }
+            Method::BasicReject(m) => {
+                let entries = self.take_unacked(m.delivery_tag, false)?;
+                self.settle_or_buffer(entries, Some(m.requeue));
+                Ok(())
+            }
+            Method::BasicNack(m) => {
+                let entries = self.take_unacked(m.delivery_tag, m.multiple)?;
+                self.settle_or_buffer(entries, Some(m.requeue));
+                Ok(())
+            }
+            Method::BasicRecover(m) => {
+                self.recover(m.requeue)?;
+                out.method(id, BasicRecoverOk {});
+                Ok(())
+            }
+            Method::BasicRecoverAsync(m) => self.recover(m.requeue),
+            Method::ConfirmSelect(m) => {
+                if self.tx.is_some() {
+                    return Err(AmqpError::precondition_failed(
+                        "cannot switch from tx to confirm mode",
+                    ));
+                }
+                self.confirm.get_or_insert_with(Confirms::default);
+                if !m.nowait {
+                    out.method(id, ConfirmSelectOk {});
+                }
+                Ok(())
+            }
+            Method::TxSelect(_) => {
+                if self.confirm.is_some() {
+                    return Err(AmqpError::precondition_failed(
+                        "cannot switch from confirm to tx mode",
+                    ));
+                }
+                self.tx.get_or_insert_with(TxBuffer::default);
+                out.method(id, TxSelectOk {});
+                Ok(())
+            }
+            Method::TxCommit(_) => {
+                let tx = self
+                    .tx
+                    .as_mut()
+                    .ok_or_else(|| AmqpError::precondition_failed("channel is not transactional"))?;
+                let publishes = std::mem::take(&mut tx.publishes);
+                let settles = std::mem::take(&mut tx.settles);
+                for (publish, msg) in publishes {
+                    self.route(ctx, out, &publish, msg)?;
+                }
+                for (entry, requeue) in settles {
+                    settle([entry], requeue == Some(true));
+                }
+                self.wake_consumers();
+                out.method(id, TxCommitOk {});
+                Ok(())
+            }
+            Method::TxRollback(_) => {
+                let tx = self
+                    .tx
+                    .as_mut()
+                    .ok_or_else(|| AmqpError::precondition_failed("channel is not transactional"))?;
+                tx.publishes.clear();
+                let restored: Vec<Unacked> = tx.settles.drain(..).map(|(e, _)| e).collect();
+                self.unacked.extend(restored);
+                self.unacked.make_contiguous().sort_by_key(|e| e.tag);
+                out.method(id, TxRollbackOk {});
+                Ok(())
+            }
+            other => Err(AmqpError::command_invalid(format!(
+                "method '{}' is not allowed from a client",
+                other.name()
+            ))),
+        }
+    }
+
+    fn recover(&mut self, requeue: bool) -> Result<(), AmqpError> {
+        if !requeue {
+            return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        let entries: Vec<Unacked> = self.unacked.drain(..).collect();
+        settle(entries, true);
+        self.wake_consumers();
+        Ok(())
+    }
+
+    fn queue_declare(&mut self, m: warren_protocol::QueueDeclare, ctx: &mut ConnCtx, out: &mut Out) -> Result<(), AmqpError> {
+        let vhost = ctx.vhost_name.clone();
+        let name = if m.queue.is_empty() {
+            if m.passive {
+                self.queue_name("")?
+            } else {
+                names::generate("amq.gen-", || fastrand::u64(..))
+            }
+        } else {
+            m.queue.clone()
+        };
+        let existing = ctx.vhost.read().queue(&name).cloned();
+        let q = match existing {
+            Some(q) => {
+                if let Some(owner) = q.spec.exclusive_owner {
+                    if owner != ctx.id {
+                        return Err(locked(&q, &vhost));
+                    }
+                }
+                if !m.passive {
+                    check_queue_equivalent(&q.spec, &m, ctx.id, &vhost)?;
+                }
+                q
+            }
+            None if m.passive => {
+                return Err(AmqpError::not_found(format!(
+                    "no queue '{name}' in vhost '{vhost}'"
+                )))
+            }
+            None => {
+                if names::is_reserved(&name) && !m.queue.is_empty() {
+                    return Err(AmqpError::access_refused(format!(
+                        "queue name '{name}' contains reserved prefix 'amq.*'"
+                    )));
+                }
+                let mut topo = ctx.vhost.write();
+                match topo.queue(&name) {
+                    // Declared by someone else since we looked.
+                    Some(q) => Arc::clone(q),
+                    None => {
+                        let q = QueueCell::new(QueueSpec {
+                            name: name.clone(),
+                            durable: m.durable,
+                            exclusive_owner: m.exclusive.then_some(ctx.id),
+                            auto_delete: m.auto_delete,
+                            arguments: m.arguments.clone(),
+                        });
+                        topo.insert_queue(name.clone(), Arc::clone(&q));
+                        if m.exclusive {
+                            ctx.exclusive_queues.push(Arc::clone(&q));
+                        }
+                        q
+                    }
+                }
+            }
+        };
+        self.last_queue = Some(name.clone());
+        if !m.nowait {
+            let (message_count, consumer_count) = q.counts();
+            out.method(
+                self.id,
+                QueueDeclareOk {
+                    queue: name,
+                    message_count,
+                    consumer_count,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn consume(&mut self, m: warren_protocol::BasicConsume, ctx: &mut ConnCtx, out: &mut Out) -> Result<(), AmqpError> {
+        let q = find_queue(ctx, &self.queue_name(&m.queue)?)?;
+        let tag = if m.consumer_tag.is_empty() {
+            names::generate("amq.ctag-", || fastrand::u64(..))
+        } else {
+            m.consumer_tag.clone()
+        };
+        if self.consumers.contains_key(&tag) {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
+        }
+        let consumer = Arc::new(Consumer {
+            tag: tag.clone(),
+            channel: self.id,
+            connection: ctx.id,
+            no_ack: m.no_ack,
+            exclusive: m.exclusive,
+            prefetch: self.prefetch,
+            unacked: Default::default(),
+            in_flight: Default::default(),
+            limit: Arc::clone(&self.limit),
+            blocked: Default::default(),
+            cancelled: Default::default(),
+            queue: Arc::clone(&q),
+            tx: ctx.tx.clone(),
+        });
+        {
+            let mut inner = q.state.lock();
+            let exclusive_taken = inner.queue.consumers().any(|c| c.exclusive);
+            if exclusive_taken || (m.exclusive && inner.queue.consumer_count() > 0) {
+                return Err(AmqpError::access_refused(format!(
+                    "queue '{}' in vhost '{}' in exclusive use",
+                    q.name(),
+                    ctx.vhost_name
+                )));
+            }
+            inner.queue.add_consumer(Arc::clone(&consumer));
+            inner.had_consumer = true;
+        }
+        self.consumers.insert(tag.clone(), consumer);
+        if !m.nowait {
+            out.method(self.id, BasicConsumeOk { consumer_tag: tag });
+        }
+        q.drive();
+        Ok(())
+    }
+}
+
+/// Checks that publishing to `exchange` is allowed (it exists and is not
+/// internal).
+fn check_publishable(ctx: &ConnCtx, exchange: &str) -> Result<(), AmqpError> {
+    if exchange.is_empty() {
+        return Ok(());
+    }
+    let topo = ctx.vhost.read();
+    let x = topo.exchange(exchange)?;
+    if x.spec.internal {
+        return Err(AmqpError::access_refused(format!(
+            "cannot publish to internal exchange '{exchange}' in vhost '{}'",
+            ctx.vhost_name
+        )));
+    }
+    Ok(())
+}
+
+/// The queue arguments RabbitMQ compares when a queue is redeclared.
+const EQUIVALENCE_ARGS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-single-active-consumer",
+    "x-delivery-limit",
+];
+
+fn check_queue_equivalent(current: &QueueSpec, wanted: &warren_protocol::QueueDeclare, conn: u64, vhost: &str) -> Result<(), AmqpError> {
+    let name = &current.name;
+    let mismatch = |arg: &str, received: bool, current: bool| {
+        AmqpError::precondition_failed(format!(
+            "inequivalent arg '{arg}' for queue '{name}' in vhost '{vhost}': received '{received}' but current is '{current}'"
+        ))
+    };
+    if current.durable != wanted.durable {
+        return Err(mismatch("durable", wanted.durable, current.durable));
+    }
+    if current.auto_delete != wanted.auto_delete {
+        return Err(mismatch("auto_delete", wanted.auto_delete, current.auto_delete));
+    }
+    let is_exclusive = current.exclusive_owner == Some(conn);
+    if wanted.exclusive != is_exclusive {
+        return Err(AmqpError::resource_locked(format!(
+            "cannot obtain exclusive access to locked queue '{name}' in vhost '{vhost}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."
+        )));
+    }
+    for key in EQUIVALENCE_ARGS {
+        let (w, c) = (wanted.arguments.get(key), current.arguments.get(key));
+        let same = match (w, c) {
+            (Some(a), Some(b)) => a.loosely_equals(b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            let describe = |v: Option<&warren_protocol::FieldValue>| match v {
+                Some(v) => format!("the value '{}' of type '{}'", v.display(), type_name(v)),
+                None => "none".to_string(),
+            };
+            return Err(AmqpError::precondition_failed(format!(
+                "inequivalent arg '{key}' for queue '{name}' in vhost '{vhost}': received {} but current is {}",
+                describe(w),
+                describe(c)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// RabbitMQ's names for field types, as they appear in reply texts.
+fn type_name(v: &warren_protocol::FieldValue) -> &'static str {
+    use warren_protocol::FieldValue as V;
+    match v {
+        V::Bool(_) => "bool",
+        V::I8(_) => "byte",
+        V::U8(_) => "unsignedbyte",
+        V::I16(_) => "short",
+        V::U16(_) => "unsignedshort",
+        V::I32(_) => "signedint",
+        V::U32(_) => "unsignedint",
+        V::I64(_) => "long",
+        V::F32(_) => "float",
+        V::F64(_) => "double",
+        V::Decimal { .. } => "decimal",
+        V::LongString(_) => "longstr",
+        V::Array(_) => "array",
+        V::Timestamp(_) => "timestamp",
+        V::Table(_) => "table",
+        V::Void => "void",
+        V::ByteArray(_) => "binary",
+    }
+}

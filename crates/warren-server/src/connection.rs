@@ -1,0 +1,695 @@
+//! One AMQP connection: a single task that owns the socket, the connection's
+//! channels and its write buffer.
+//!
+//! The task waits on four things at once: bytes from the client, events from
+//! queues (deliveries, cancellations), room in the socket for buffered
+//! output, and the heartbeat timer. Everything it writes goes into one
+//! buffer that is flushed when the socket is writable, so replies and
+//! deliveries produced while handling a batch of frames leave in one write.
+//! Reading pauses while the buffer is over its high-water mark, which pushes
+//! back on a client that does not read what it is sent.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+use warren_core::{AmqpError, Message, QueuedMessage};
+use warren_protocol::{
+    encode_body_frames, encode_content_header, encode_heartbeat, encode_method_frame, parse_frame,
+    ConnectionClose, ConnectionCloseOk, ConnectionOpenOk, ConnectionStart, ConnectionTune,
+    FieldTable, FieldValue, Frame, FrameError, FramePayload, Method, Reader, ReplyCode,
+    BASIC_CLASS_ID, PROTOCOL_HEADER,
+};
+
+use crate::broker::{Broker, VHost};
+use crate::channel::Channel;
+use crate::queue::{Consumer, QueueCell};
+
+/// Stop reading from the client while this much output waits to be written.
+const WRITE_HIGH_WATER: usize = 1 << 20;
+/// The least frame_max a client may negotiate (AMQP's frame-min-size).
+const FRAME_MIN_SIZE: u32 = 4096;
+/// How long the server waits for close-ok after sending connection.close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What queues send to a connection.
+pub enum ConnEvent {
+    /// A message for one of this connection's consumers.
+    Deliver {
+        consumer: Arc<Consumer>,
+        msg: QueuedMessage,
+    },
+    /// The consumer's queue was deleted.
+    Cancelled { consumer: Arc<Consumer> },
+}
+
+/// The output side of a connection: the write buffer and the frame size the
+/// client accepts.
+pub struct Out {
+    pub buf: BytesMut,
+    pub frame_max: u32,
+}
+
+impl Out {
+    pub fn method(&mut self, channel: u16, method: impl Into<Method>) {
+        encode_method_frame(&mut self.buf, channel, &method.into());
+    }
+
+    /// A content-bearing method followed by the message's header and body.
+    pub fn content(&mut self, channel: u16, method: impl Into<Method>, msg: &Message) {
+        encode_method_frame(&mut self.buf, channel, &method.into());
+        encode_content_header(
+            &mut self.buf,
+            channel,
+            BASIC_CLASS_ID,
+            msg.body_size(),
+            &msg.properties,
+        );
+        encode_body_frames(&mut self.buf, channel, &msg.body, self.frame_max);
+    }
+}
+
+/// Connection-wide state the channels use: the broker, the vhost, the
+/// connection's identity and what it owns.
+pub struct ConnCtx {
+    pub id: u64,
+    pub broker: Arc<Broker>,
+    pub vhost: Arc<VHost>,
+    pub vhost_name: String,
+    pub tx: UnboundedSender<ConnEvent>,
+    /// Exclusive queues declared by this connection.
+    pub exclusive_queues: Vec<Arc<QueueCell>>,
+    /// Scratch space for routing results, reused across publishes.
+    pub route_buf: Vec<Arc<QueueCell>>,
+    /// Channels with publisher confirms waiting to be sent.
+    pub confirm_dirty: Vec<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    ProtocolHeader,
+    StartOk,
+    TuneOk,
+    Open,
+    Running,
+    /// The server sent connection.close and waits for close-ok.
+    Closing,
+    /// Done: flush and drop the socket.
+    Closed,
+}
+
+/// A connection-level failure: the connection.close to send.
+struct Fault {
+    error: AmqpError,
+    class_id: u16,
+    method_id: u16,
+}
+
+impl Fault {
+    fn new(error: AmqpError) -> Self {
+        Fault {
+            error,
+            class_id: 0,
+            method_id: 0,
+        }
+    }
+}
+
+struct Connection {
+    id: u64,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    phase: Phase,
+    rbuf: BytesMut,
+    out: Out,
+    rx: UnboundedReceiver<ConnEvent>,
+    tx: UnboundedSender<ConnEvent>,
+    ctx: Option<ConnCtx>,
+    channels: HashMap<u16, Channel>,
+    channel_max: u16,
+    heartbeat: u16,
+    cancel_notify: bool,
+    user: String,
+    last_read: Instant,
+    last_write: Instant,
+    deadline: Option<Instant>,
+}
+
+enum Wake {
+    Read(std::io::Result<usize>),
+    Event(Option<ConnEvent>),
+    Wrote(std::io::Result<usize>),
+    Tick,
+    Stop,
+}
+
+/// Serves one client until it disconnects or the broker stops.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let (tx, rx) = unbounded_channel();
+    let now = Instant::now();
+    let mut conn = Connection {
+        id: broker.next_connection_id(),
+        peer,
+        phase: Phase::ProtocolHeader,
+        rbuf: BytesMut::with_capacity(64 * 1024),
+        out: Out {
+            buf: BytesMut::with_capacity(64 * 1024),
+            frame_max: broker.config.frame_max,
+        },
+        rx,
+        tx,
+        ctx: None,
+        channels: HashMap::new(),
+        channel_max: broker.config.channel_max,
+        heartbeat: 0,
+        cancel_notify: false,
+        user: String::new(),
+        last_read: now,
+        last_write: now,
+        deadline: Some(now + broker.config.handshake_timeout),
+        broker,
+    };
+    debug!(conn = conn.id, %peer, "accepted");
+    let (mut reader, mut writer) = stream.into_split();
+    let mut stopping = false;
+    while conn.phase != Phase::Closed {
+        let tick = conn.next_tick();
+        let can_read = conn.out.buf.len() < WRITE_HIGH_WATER;
+        let want_write = !conn.out.buf.is_empty();
+        let wake = tokio::select! {
+            r = reader.read_buf(&mut conn.rbuf), if can_read => Wake::Read(r),
+            e = conn.rx.recv(), if can_read => Wake::Event(e),
+            w = writer.write(&conn.out.buf), if want_write => Wake::Wrote(w),
+            _ = tokio::time::sleep_until(tick.into()) => Wake::Tick,
+            _ = stop.changed(), if !stopping => Wake::Stop,
+        };
+        match wake {
+            Wake::Read(Ok(0)) | Wake::Read(Err(_)) => break,
+            Wake::Read(Ok(_)) => {
+                conn.last_read = Instant::now();
+                conn.on_bytes();
+            }
+            Wake::Event(Some(ev)) => {
+                conn.on_event(ev);
+                // Take whatever else is queued while we are here.
+                while conn.out.buf.len() < WRITE_HIGH_WATER {
+                    match conn.rx.try_recv() {
+                        Ok(ev) => conn.on_event(ev),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Wake::Event(None) => {}
+            Wake::Wrote(Ok(n)) => {
+                let _ = conn.out.buf.split_to(n);
+                conn.last_write = Instant::now();
+                if conn.out.buf.is_empty() && conn.out.buf.capacity() > 4 * WRITE_HIGH_WATER {
+                    conn.out.buf = BytesMut::with_capacity(64 * 1024);
+                }
+            }
+            Wake::Wrote(Err(_)) => break,
+            Wake::Tick => conn.on_tick(),
+            Wake::Stop => {
+                if conn.phase == Phase::Running {
+                    conn.close_with(Fault::new(AmqpError::new(
+                        ReplyCode::ConnectionForced,
+                        "broker forced connection closure with reason 'shutdown'",
+                    )));
+                } else {
+                    conn.phase = Phase::Closed;
+                }
+                stopping = true;
+            }
+        }
+    }
+    if !conn.out.buf.is_empty() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), writer.write_all(&conn.out.buf)).await;
+    }
+    let _ = writer.shutdown().await;
+    conn.cleanup();
+    debug!(conn = conn.id, peer = %conn.peer, "closed");
+}
+
+impl Connection {
+    fn next_tick(&self) -> Instant {
+        if let Some(d) = self.deadline {
+            return d;
+        }
+        if self.heartbeat == 0 {
+            return Instant::now() + Duration::from_secs(3600);
+        }
+        let hb = Duration::from_secs(self.heartbeat as u64);
+        (self.last_write + hb / 2).min(self.last_read + hb * 2)
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        if let Some(d) = self.deadline {
+            if now >= d {
+                if self.phase != Phase::Closing {
+                    info!(conn = self.id, peer = %self.peer, "handshake timeout");
+                }
+                self.phase = Phase::Closed;
+            }
+            return;
+        }
+        if self.heartbeat == 0 {
+            return;
+        }
+        let hb = Duration::from_secs(self.heartbeat as u64);
+        if now >= self.last_read + hb * 2 {
+            warn!(conn = self.id, peer = %self.peer, "missed heartbeats from client, timeout: {}s", self.heartbeat);
+            self.phase = Phase::Closed;
+            return;
+        }
+        if now >= self.last_write + hb / 2 && self.out.buf.is_empty() {
+            encode_heartbeat(&mut self.out.buf);
+            self.last_write = now;
+        }
+    }
+
+    fn on_bytes(&mut self) {
+        if self.phase == Phase::ProtocolHeader {
+            if self.rbuf.len() < 8 {
+                return;
+            }
+            let header = self.rbuf.split_to(8);
+            if &header[..] != PROTOCOL_HEADER {
+                self.out.buf.extend_from_slice(PROTOCOL_HEADER);
+                self.phase = Phase::Closed;
+                return;
+            }
+            self.send_start();
+            self.phase = Phase::StartOk;
+        }
+        let mut flush_confirms = false;
+        while !matches!(self.phase, Phase::Closed) {
+            let frame_max = self.out.frame_max;
+            match parse_frame(&mut self.rbuf, frame_max) {
+                Ok(Some(frame)) => {
+                    if let Err(fault) = self.on_frame(frame) {
+                        self.close_with(fault);
+                    }
+                    flush_confirms = true;
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    let fault = match err {
+                        FrameError::Method {
+                            class_id,
+                            method_id,
+                            error,
+                            ..
+                        } => Fault {
+                            error: AmqpError::new(error.reply_code(), error.to_string()),
+                            class_id,
+                            method_id,
+                        },
+                        FrameError::ShortHeader { .. } => Fault::new(AmqpError::frame_error(err.to_string())),
+                        other => Fault::new(AmqpError::frame_error(other.to_string())),
+                    };
+                    self.close_with(fault);
+                    // Whatever follows a broken frame cannot be parsed.
+                    self.rbuf.clear();
+                    if self.phase != Phase::Closing {
+                        self.phase = Phase::Closed;
+                    }
+                    break;
+                }
+            }
+        }
+        if flush_confirms {
+            self.flush_confirms();
+        }
+    }
+
+    fn flush_confirms(&mut self) {
+        let Some(ctx) = self.ctx.as_mut() else {
+            return;
+        };
+        for id in ctx.confirm_dirty.drain(..) {
+            if let Some(ch) = self.channels.get_mut(&id) {
+                ch.flush_confirms(&mut self.out);
+            }
+        }
+    }
+
+    /// Sends connection.close and waits for close-ok.
+    fn close_with(&mut self, fault: Fault) {
+        if matches!(self.phase, Phase::Closing | Phase::Closed) {
+            return;
+        }
+        debug!(conn = self.id, error = %fault.error, "closing connection");
+        self.out.method(
+            0,
+            ConnectionClose {
+                reply_code: fault.error.code.code(),
+                reply_text: fault.error.reply_text(),
+                class_id: fault.class_id,
+                method_id: fault.method_id,
+            },
+        );
+        self.phase = Phase::Closing;
+        self.deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+    }
+
+    fn send_start(&mut self) {
+        let caps: FieldTable = [
+            "publisher_confirms",
+            "exchange_exchange_bindings",
+            "basic.nack",
+            "consumer_cancel_notify",
+            "per_consumer_qos",
+            "authentication_failure_close",
+        ]
+        .into_iter()
+        .map(|c| (c.to_string(), FieldValue::Bool(true)))
+        .collect();
+        let s = |v: &str| FieldValue::LongString(Bytes::copy_from_slice(v.as_bytes()));
+        let props: FieldTable = [
+            ("product".to_string(), s("Warren")),
+            ("version".to_string(), s(env!("CARGO_PKG_VERSION"))),
+            ("platform".to_string(), s("Rust")),
+            ("copyright".to_string(), s("The Warren authors")),
+            (
+                "information".to_string(),
+                s("Licensed under the Apache License 2.0"),
+            ),
+            ("cluster_name".to_string(), s("warren")),
+            ("capabilities".to_string(), FieldValue::Table(caps)),
+        ]
+        .into_iter()
+        .collect();
+        self.out.method(
+            0,
+            ConnectionStart {
+                version_major: 0,
+                version_minor: 9,
+                server_properties: props,
+                mechanisms: Bytes::from_static(b"PLAIN AMQPLAIN"),
+                locales: Bytes::from_static(b"en_US"),
+            },
+        );
+    }
+
+    fn on_frame(&mut self, frame: Frame) -> Result<(), Fault> {
+        match self.phase {
+            Phase::Closing => {
+                // Only close-ok (or a crossing close) matters now.
+                if let FramePayload::Method(m) = frame.payload {
+                    match m {
+                        Method::ConnectionCloseOk(_) => self.phase = Phase::Closed,
+                        Method::ConnectionClose(_) => {
+                            self.out.method(0, ConnectionCloseOk {});
+                            self.phase = Phase::Closed;
+                        }
+                        _ => {}
+                    }
+                }
+                return Ok(());
+            }
+            Phase::Closed | Phase::ProtocolHeader => return Ok(()),
+            _ => {}
+        }
+        match frame.payload {
+            FramePayload::Heartbeat => Ok(()),
+            FramePayload::Method(method) if frame.channel == 0 => self.on_connection_method(method),
+            _ if self.phase != Phase::Running => Err(Fault::new(AmqpError::unexpected_frame(
+                "expected a connection method on channel 0 during the handshake",
+            ))),
+            payload => self.on_channel_frame(frame.channel, payload),
+        }
+    }
+
+    fn on_connection_method(&mut self, method: Method) -> Result<(), Fault> {
+        let fault = |e: AmqpError, m: &Method| Fault {
+            error: e,
+            class_id: m.class_id(),
+            method_id: m.method_id(),
+        };
+        match (self.phase, &method) {
+            (Phase::StartOk, Method::ConnectionStartOk(m)) => {
+                let (user, pass) = match m.mechanism.as_str() {
+                    "PLAIN" => parse_plain(&m.response),
+                    "AMQPLAIN" => parse_amqplain(&m.response),
+                    other => {
+                        return Err(fault(
+                            AmqpError::command_invalid(format!(
+                                "unknown authentication mechanism '{other}'"
+                            )),
+                            &method,
+                        ))
+                    }
+                }
+                .unwrap_or_default();
+                if !self.broker.authenticate(&user, &pass) {
+                    info!(conn = self.id, peer = %self.peer, user, "login refused");
+                    return Err(fault(
+                        AmqpError::access_refused(format!(
+                            "Login was refused using authentication mechanism {}. For details see the broker logfile.",
+                            m.mechanism
+                        )),
+                        &method,
+                    ));
+                }
+                self.user = user;
+                if let Some(FieldValue::Table(caps)) = m.client_properties.get("capabilities") {
+                    self.cancel_notify = caps
+                        .get("consumer_cancel_notify")
+                        .and_then(FieldValue::as_bool)
+                        .unwrap_or(false);
+                }
+                let cfg = &self.broker.config;
+                self.out.method(
+                    0,
+                    ConnectionTune {
+                        channel_max: cfg.channel_max,
+                        frame_max: cfg.frame_max,
+                        heartbeat: cfg.heartbeat,
+                    },
+                );
+                self.phase = Phase::TuneOk;
+                Ok(())
+            }
+            (Phase::TuneOk, Method::ConnectionTuneOk(m)) => {
+                let cfg = &self.broker.config;
+                let negotiation = |what: &str, value: u64, max: u64| {
+                    fault(
+                        AmqpError::not_allowed(format!(
+                            "negotiated {what} = {value} is higher than the maximum allowed value ({max})"
+                        )),
+                        &method,
+                    )
+                };
+                if m.frame_max != 0 && m.frame_max < FRAME_MIN_SIZE {
+                    return Err(fault(
+                        AmqpError::not_allowed(format!(
+                            "frame_max={} < {FRAME_MIN_SIZE} min size",
+                            m.frame_max
+                        )),
+                        &method,
+                    ));
+                }
+                if m.frame_max == 0 || m.frame_max > cfg.frame_max {
+                    return Err(negotiation("frame_max", m.frame_max as u64, cfg.frame_max as u64));
+                }
+                if m.channel_max > cfg.channel_max {
+                    return Err(negotiation(
+                        "channel_max",
+                        m.channel_max as u64,
+                        cfg.channel_max as u64,
+                    ));
+                }
+                self.out.frame_max = m.frame_max;
+                self.channel_max = if m.channel_max == 0 {
+                    cfg.channel_max
+                } else {
+                    m.channel_max
+                };
+                self.heartbeat = m.heartbeat;
+                self.phase = Phase::Open;
+                Ok(())
+            }
+            (Phase::Open, Method::ConnectionOpen(m)) => {
+                let Some(vhost) = self.broker.vhost(&m.virtual_host) else {
+                    return Err(fault(
+                        AmqpError::not_allowed(format!("vhost {} not found", m.virtual_host)),
+                        &method,
+                    ));
+                };
+                self.ctx = Some(ConnCtx {
+                    id: self.id,
+                    broker: Arc::clone(&self.broker),
+                    vhost,
+                    vhost_name: m.virtual_host.clone(),
+                    tx: self.tx.clone(),
+                    exclusive_queues: Vec::new(),
+                    route_buf: Vec::new(),
+                    confirm_dirty: Vec::new(),
+                });
+                self.out.method(0, ConnectionOpenOk::default());
+                self.phase = Phase::Running;
+                self.deadline = None;
+                info!(conn = self.id, peer = %self.peer, user = %self.user, vhost = %m.virtual_host, "connection open");
+                Ok(())
+            }
+            (_, Method::ConnectionClose(_)) => {
+                self.out.method(0, ConnectionCloseOk {});
+                self.phase = Phase::Closed;
+                Ok(())
+            }
+            (Phase::Running, Method::ConnectionCloseOk(_)) => {
+                self.phase = Phase::Closed;
+                Ok(())
+            }
+            (Phase::Running, Method::ConnectionUpdateSecret(_)) => {
+                self.out
+                    .method(0, warren_protocol::ConnectionUpdateSecretOk {});
+                Ok(())
+            }
+            (Phase::Running, Method::ConnectionBlocked(_) | Method::ConnectionUnblocked(_)) => Ok(()),
+            (_, m) => Err(fault(
+                AmqpError::command_invalid(format!("unexpected method '{}' on channel 0", m.name())),
+                m,
+            )),
+        }
+    }
+
+    fn on_channel_frame(&mut self, id: u16, payload: FramePayload) -> Result<(), Fault> {
+        let Some(ctx) = self.ctx.as_mut() else {
+            return Err(Fault::new(AmqpError::unexpected_frame("connection not open")));
+        };
+        if id > self.channel_max {
+            return Err(Fault::new(AmqpError::channel_error(format!(
+                "channel number {id} exceeds the negotiated channel_max ({})",
+                self.channel_max
+            ))));
+        }
+        let (class_id, method_id) = match &payload {
+            FramePayload::Method(m) => (m.class_id(), m.method_id()),
+            _ => (0, 0),
+        };
+        let channel = match self.channels.get_mut(&id) {
+            Some(ch) => ch,
+            None => {
+                return match payload {
+                    FramePayload::Method(Method::ChannelOpen(_)) => {
+                        self.channels.insert(id, Channel::new(id));
+                        self.out
+                            .method(id, warren_protocol::ChannelOpenOk::default());
+                        Ok(())
+                    }
+                    // A late reply to a close we already completed.
+                    FramePayload::Method(Method::ChannelCloseOk(_)) => Ok(()),
+                    _ => Err(Fault {
+                        error: AmqpError::channel_error("expected 'channel.open'"),
+                        class_id,
+                        method_id,
+                    }),
+                };
+            }
+        };
+        let result = channel.on_frame(payload, ctx, &mut self.out);
+        if channel.finished {
+            if let Some(ch) = self.channels.remove(&id) {
+                ch.close(ctx);
+            }
+        }
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) if error.code.is_connection_error() => Err(Fault {
+                error,
+                class_id,
+                method_id,
+            }),
+            Err(error) => {
+                if let Some(ch) = self.channels.get_mut(&id) {
+                    ch.fail(error, class_id, method_id, ctx, &mut self.out);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: ConnEvent) {
+        match ev {
+            ConnEvent::Deliver { consumer, msg } => {
+                consumer.release_in_flight();
+                match self.channels.get_mut(&consumer.channel) {
+                    Some(ch) if self.phase == Phase::Running => ch.deliver(consumer, msg, &mut self.out),
+                    _ => {
+                        if !consumer.no_ack {
+                            consumer.release_unacked();
+                        }
+                        consumer.queue.requeue([msg], !consumer.no_ack);
+                    }
+                }
+            }
+            ConnEvent::Cancelled { consumer } => {
+                if let Some(ch) = self.channels.get_mut(&consumer.channel) {
+                    ch.on_queue_deleted(&consumer, self.cancel_notify, &mut self.out);
+                }
+            }
+        }
+    }
+
+    /// Releases what the connection held: unacked messages go back to their
+    /// queues, consumers are cancelled, exclusive queues are deleted.
+    fn cleanup(&mut self) {
+        let Some(ctx) = self.ctx.as_mut() else {
+            return;
+        };
+        for (_, ch) in self.channels.drain() {
+            ch.close(ctx);
+        }
+        for q in std::mem::take(&mut ctx.exclusive_queues) {
+            crate::channel::delete_queue(ctx, q.name(), false, false, None).ok();
+        }
+        // Deliveries still queued for us go back too.
+        self.rx.close();
+        while let Ok(ev) = self.rx.try_recv() {
+            if let ConnEvent::Deliver { consumer, msg } = ev {
+                consumer.release_in_flight();
+                if !consumer.no_ack {
+                    consumer.release_unacked();
+                }
+                consumer.queue.requeue([msg], !consumer.no_ack);
+            }
+        }
+    }
+}
+
+/// PLAIN: `authzid NUL authcid NUL password`.
+fn parse_plain(response: &[u8]) -> Option<(String, String)> {
+    let mut parts = response.split(|b| *b == 0);
+    let _authzid = parts.next()?;
+    let user = parts.next()?;
+    let pass = parts.next()?;
+    Some((
+        String::from_utf8_lossy(user).into_owned(),
+        String::from_utf8_lossy(pass).into_owned(),
+    ))
+}
+
+/// AMQPLAIN: a field table without its length prefix, with LOGIN and
+/// PASSWORD.
+fn parse_amqplain(response: &[u8]) -> Option<(String, String)> {
+    let mut framed = Vec::with_capacity(response.len() + 4);
+    framed.extend_from_slice(&(response.len() as u32).to_be_bytes());
+    framed.extend_from_slice(response);
+    let table = Reader::new(&framed).table().ok()?;
+    let get = |k: &str| {
+        table
+            .get(k)
+            .and_then(FieldValue::as_bytes)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    };
+    Some((get("LOGIN")?, get("PASSWORD")?))
+}

@@ -1,0 +1,239 @@
+//! A queue as the server runs it: the core [`QueueState`] behind its own
+//! lock, plus the consumer handles that let any task deliver to any
+//! connection.
+//!
+//! Lock order: a vhost's topology lock may be taken before a queue lock,
+//! never after; no other lock is taken while a queue lock is held, and no
+//! lock is held across an `.await`. Deliveries leave the queue as events on
+//! the consumer's connection channel, so the queue lock never waits on a
+//! socket.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc::UnboundedSender;
+use warren_core::{Message, QueueState, QueuedMessage};
+use warren_protocol::FieldTable;
+
+use crate::connection::ConnEvent;
+
+/// Deliveries handed to a connection but not yet written into its socket
+/// buffer, per consumer. Bounds what a slow no-ack consumer can pile up.
+const MAX_IN_FLIGHT: u32 = 2048;
+
+/// The declared properties of a queue.
+#[derive(Debug, Clone)]
+pub struct QueueSpec {
+    pub name: String,
+    pub durable: bool,
+    /// The connection that owns an exclusive queue.
+    pub exclusive_owner: Option<u64>,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+}
+
+pub struct QueueCell {
+    pub spec: QueueSpec,
+    pub state: Mutex<QueueInner>,
+}
+
+pub struct QueueInner {
+    pub queue: QueueState<Arc<Consumer>>,
+    pub deleted: bool,
+    /// Whether the queue has ever had a consumer (auto-delete applies only
+    /// then).
+    pub had_consumer: bool,
+}
+
+/// A channel's flow and global prefetch, shared by its consumers.
+#[derive(Debug, Default)]
+pub struct ChannelLimit {
+    /// basic.qos global=true prefetch count (0: unlimited).
+    pub global_prefetch: AtomicU32,
+    pub unacked: AtomicU32,
+    pub flow_active: AtomicBool,
+}
+
+impl ChannelLimit {
+    pub fn new() -> Self {
+        ChannelLimit {
+            flow_active: AtomicBool::new(true),
+            ..Default::default()
+        }
+    }
+}
+
+/// One basic.consume subscription, shared between the queue (which
+/// delivers) and the channel (which acks).
+pub struct Consumer {
+    pub tag: String,
+    pub channel: u16,
+    pub connection: u64,
+    pub no_ack: bool,
+    pub exclusive: bool,
+    /// Per-consumer prefetch count (0: unlimited).
+    pub prefetch: u32,
+    pub unacked: AtomicU32,
+    pub in_flight: AtomicU32,
+    pub limit: Arc<ChannelLimit>,
+    /// Set by the queue when it passed this consumer over for lack of
+    /// credit; whoever frees credit clears it and wakes the queue.
+    pub blocked: AtomicBool,
+    pub cancelled: AtomicBool,
+    pub queue: Arc<QueueCell>,
+    pub tx: UnboundedSender<ConnEvent>,
+}
+
+impl Consumer {
+    /// Reserves credit for one delivery; false if flow, prefetch or the
+    /// in-flight bound forbid it.
+    fn try_reserve(&self) -> bool {
+        if !self.limit.flow_active.load(Ordering::SeqCst)
+            || self.in_flight.load(Ordering::SeqCst) >= MAX_IN_FLIGHT
+        {
+            return false;
+        }
+        if !self.no_ack {
+            if self.prefetch != 0 && self.unacked.load(Ordering::SeqCst) >= self.prefetch {
+                return false;
+            }
+            let global = self.limit.global_prefetch.load(Ordering::SeqCst);
+            let got = self
+                .limit
+                .unacked
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
+                    (global == 0 || u < global).then_some(u + 1)
+                })
+                .is_ok();
+            if !got {
+                return false;
+            }
+            self.unacked.fetch_add(1, Ordering::SeqCst);
+        }
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+
+    /// Returns the credit of one acked (or requeued) delivery.
+    pub fn release_unacked(&self) {
+        let _ = self
+            .unacked
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| u.checked_sub(1));
+        let _ = self
+            .limit
+            .unacked
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| u.checked_sub(1));
+    }
+
+    /// Returns the in-flight credit of a delivery the connection has taken.
+    pub fn release_in_flight(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Wakes the queue if it had passed this consumer over.
+    pub fn wake_if_blocked(&self) {
+        if self.blocked.swap(false, Ordering::SeqCst) {
+            self.queue.drive();
+        }
+    }
+}
+
+impl QueueCell {
+    pub fn new(spec: QueueSpec) -> Arc<Self> {
+        Arc::new(QueueCell {
+            spec,
+            state: Mutex::new(QueueInner {
+                queue: QueueState::default(),
+                deleted: false,
+                had_consumer: false,
+            }),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Enqueues a message and delivers what can be delivered. Returns false
+    /// if the queue was deleted meanwhile.
+    pub fn publish(&self, message: Arc<Message>) -> bool {
+        let mut inner = self.state.lock();
+        if inner.deleted {
+            return false;
+        }
+        inner.queue.publish(message);
+        Self::deliver(&mut inner);
+        true
+    }
+
+    /// Delivers ready messages to consumers that have credit.
+    pub fn drive(&self) {
+        let mut inner = self.state.lock();
+        if !inner.deleted {
+            Self::deliver(&mut inner);
+        }
+    }
+
+    fn deliver(inner: &mut QueueInner) {
+        let mut marked = false;
+        loop {
+            match inner.queue.next_delivery(|c| c.try_reserve()) {
+                Some((consumer, msg)) => {
+                    inner.queue.delivered(!consumer.no_ack);
+                    let tx = consumer.tx.clone();
+                    if let Err(err) = tx.send(ConnEvent::Deliver { consumer, msg }) {
+                        // The connection is gone; its cleanup cancels the
+                        // consumer. Put the message back.
+                        if let ConnEvent::Deliver { consumer, msg } = err.0 {
+                            consumer.release_in_flight();
+                            if !consumer.no_ack {
+                                consumer.release_unacked();
+                            }
+                            consumer.cancelled.store(true, Ordering::SeqCst);
+                            inner.queue.requeue(msg, !consumer.no_ack);
+                            inner.queue.remove_consumer(|c| Arc::ptr_eq(c, &consumer));
+                        }
+                    }
+                }
+                None => {
+                    if marked || inner.queue.ready_count() == 0 || inner.queue.consumer_count() == 0 {
+                        return;
+                    }
+                    // Everyone refused: flag them, then look once more so a
+                    // credit freed in between is not missed.
+                    for c in inner.queue.consumers() {
+                        c.blocked.store(true, Ordering::SeqCst);
+                    }
+                    marked = true;
+                }
+            }
+        }
+    }
+
+    /// Puts delivered messages back (in their original order) and delivers
+    /// again. `counted`: they were awaiting acks.
+    pub fn requeue(&self, msgs: impl IntoIterator<Item = QueuedMessage>, counted: bool) {
+        let mut inner = self.state.lock();
+        if inner.deleted {
+            return;
+        }
+        for msg in msgs {
+            inner.queue.requeue(msg, counted);
+        }
+        Self::deliver(&mut inner);
+    }
+
+    pub fn ack(&self, n: usize) {
+        self.state.lock().queue.ack(n);
+    }
+
+    /// (ready messages, consumers)
+    pub fn counts(&self) -> (u32, u32) {
+        let inner = self.state.lock();
+        (
+            inner.queue.ready_count() as u32,
+            inner.queue.consumer_count() as u32,
+        )
+    }
+}

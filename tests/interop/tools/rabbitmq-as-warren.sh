@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Stand-in for the warren binary that runs a real RabbitMQ node instead.
+#
+# It accepts the command line the suite uses for Warren,
+#
+#     rabbitmq-as-warren.sh serve --bind HOST --amqp-port PORT --data-dir DIR
+#
+# so every WARREN_BIN code path of the suite (broker startup and shutdown,
+# fresh brokers, restarts, the article test in its private network
+# namespace) can be checked against RabbitMQ, the reference behaviour:
+#
+#     WARREN_BIN=tests/interop/tools/rabbitmq-as-warren.sh \
+#     WARREN_START_TIMEOUT=60 bash tests/interop/run.sh
+#
+# Needs the rabbitmq-server package (apt-get install rabbitmq-server); RabbitMQ
+# takes several seconds to boot, hence the longer start timeout.
+set -euo pipefail
+
+usage() { echo "usage: $0 serve --bind HOST --amqp-port PORT --data-dir DIR" >&2; exit 2; }
+[ "${1:-}" = serve ] || usage
+shift
+host=127.0.0.1 port=5672 dir=
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --bind) host=$2; shift 2 ;;
+        --amqp-port) port=$2; shift 2 ;;
+        --data-dir) dir=$2; shift 2 ;;
+        *) usage ;;
+    esac
+done
+[ -n "$dir" ] || usage
+mkdir -p "$dir/mnesia" "$dir/log"
+dir="$(cd "$dir" && pwd)"
+[ -f "$dir/enabled_plugins" ] || echo '[].' > "$dir/enabled_plugins"
+
+# Erlang distribution port: any free one (the default, PORT+20000, may overflow).
+dist_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+
+export RABBITMQ_NODE_IP_ADDRESS="$host"
+export RABBITMQ_NODE_PORT="$port"
+export RABBITMQ_DIST_PORT="$dist_port"
+export RABBITMQ_NODENAME="warren-stand-in-$port@localhost"
+export RABBITMQ_MNESIA_BASE="$dir/mnesia"
+export RABBITMQ_LOG_BASE="$dir/log"
+export RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"
+export RABBITMQ_PID_FILE="$dir/rabbitmq.pid"
+export RABBITMQ_LOGS=-   # log to stdout
+
+# The script traps SIGTERM and stops the node cleanly.
+exec /usr/lib/rabbitmq/bin/rabbitmq-server
