@@ -32,6 +32,10 @@ HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
 DEFAULT_WARREN_BIN = REPO_ROOT / "target" / "debug" / "warren"
 
+# Generous bounds so a misbehaving broker fails a test instead of hanging it.
+SOCKET_TIMEOUT = 10
+BLOCKED_TIMEOUT = 10
+
 START_TIMEOUT = float(os.environ.get("WARREN_START_TIMEOUT", "20"))
 STOP_TIMEOUT = 10.0
 LOOPBACK = "127.0.0.1"
@@ -222,3 +226,17 @@ class BrokerFactory:
         self.processes.clear()
         if self._own_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+def pika_params(broker: Broker, **overrides):
+    """pika connection parameters for a broker, with bounded timeouts."""
+    import pika
+
+    params = pika.URLParameters(broker.url)
+    params.socket_timeout = SOCKET_TIMEOUT
+    params.stack_timeout = SOCKET_TIMEOUT * 2
+    params.blocked_connection_timeout = BLOCKED_TIMEOUT
+    params.connection_attempts = 1
+    for key, value in overrides.items():
+        setattr(params, key, value)
+    return params

@@ -1,6 +1,6 @@
 """Shared fixtures for the interop suite.
 
-``broker`` (session scope) gives host/port/url of the broker under test:
+``broker`` (one per pytest run) gives host/port/url of the broker under test:
 the one named by ``AMQP_URL`` if set, otherwise a Warren server started from
 ``WARREN_BIN`` (see brokerctl.py).  ``broker_factory`` starts extra, fresh
 Warren servers for tests that need one of their own (skipped in AMQP_URL
@@ -19,10 +19,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import brokerctl  # noqa: E402
+from brokerctl import pika_params  # noqa: E402
 
-# Generous bounds so a misbehaving broker fails a test instead of hanging it.
-SOCKET_TIMEOUT = 10
-BLOCKED_TIMEOUT = 10
+# log of the shared broker, shown in the summary when something failed
+_SESSION_BROKER_LOG = []
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +39,7 @@ def broker(tmp_path_factory):
         binary = brokerctl.require_warren_bin()
         base = tmp_path_factory.mktemp("warren")
         proc = brokerctl.WarrenProcess(binary, base / "data", log_path=base / "warren.log")
+        _SESSION_BROKER_LOG.append(proc.log_path)
         proc.start()
     except brokerctl.BrokerStartError as exc:
         pytest.fail(str(exc), pytrace=False)
@@ -69,19 +70,6 @@ def uid(request):
     """A short name unique to this test, for queues/exchanges on a shared broker."""
     base = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name)[:60]
     return f"interop.{base}.{uuid.uuid4().hex[:8]}"
-
-
-def pika_params(broker, **overrides):
-    import pika
-
-    params = pika.URLParameters(broker.url)
-    params.socket_timeout = SOCKET_TIMEOUT
-    params.stack_timeout = SOCKET_TIMEOUT * 2
-    params.blocked_connection_timeout = BLOCKED_TIMEOUT
-    params.connection_attempts = 1
-    for key, value in overrides.items():
-        setattr(params, key, value)
-    return params
 
 
 @pytest.fixture
@@ -137,3 +125,17 @@ def cleanup(pika_connect):
             ch.close()
         except Exception:
             pass
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if exitstatus in (0, 5) or not _SESSION_BROKER_LOG:
+        return
+    path = _SESSION_BROKER_LOG[-1]
+    terminalreporter.section("broker log (tail)")
+    terminalreporter.write_line(f"full log: {path}")
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = ["<missing>"]
+    for line in lines[-40:]:
+        terminalreporter.write_line(re.sub(r"\x1b\[[0-9;]*m", "", line))

@@ -7,7 +7,7 @@
 #   AMQP_URL=amqp://guest:guest@127.0.0.1:5672/   use an already running broker
 #                                                 (tests that start their own
 #                                                 broker are skipped)
-#   otherwise WARREN_BIN (default: target/debug/warren) is started per session.
+#   otherwise WARREN_BIN (default: target/debug/warren) is started once per run.
 #
 # Installs the Python clients into .venv/interop (repo root) and the Node
 # clients into tests/interop/node_modules, re-installing only when

@@ -10,7 +10,7 @@ import pika
 import pika.exceptions
 import pytest
 
-from conftest import pika_params
+from brokerctl import pika_params
 
 
 def test_durable_state_survives_restart(broker_factory):

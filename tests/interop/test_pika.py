@@ -587,6 +587,22 @@ def test_auto_delete_queue_removed_after_last_consumer(pika_connect, uid):
     assert wait_queue_gone(conn, q), "auto-delete queue survived its last consumer"
 
 
+def test_queue_delete_cancels_consumers(pika_connect, uid):
+    conn = pika_connect()
+    ch = conn.channel()
+    q = f"{uid}.doomed"
+    ch.queue_declare(q)
+    cancelled = []
+    ch.add_on_cancel_callback(lambda frame: cancelled.append(frame.method.consumer_tag))
+    tag = ch.basic_consume(q, lambda *a: None)
+    other = conn.channel()
+    assert other.queue_delete(q).method.message_count == 0
+    # consumer_cancel_notify: the broker sends basic.cancel to the consumer
+    assert wait_until(conn, lambda: cancelled)
+    assert cancelled == [tag]
+    assert ch.is_open
+
+
 # --------------------------------------------------------------------------
 # Transactions
 # --------------------------------------------------------------------------

@@ -10,10 +10,11 @@
 //!
 //! * amq-protocol also *reads* the spec's 'U' (i16) and 'L' (i64), which
 //!   RabbitMQ never writes and rejects; Warren rejects them too.
-//! * amq-protocol's `LongLongUInt` (u64) has no tag of its own and is written
-//!   as 'l', i.e. read back as i64; RabbitMQ has no unsigned 64-bit type
-//!   either. Its `ShortString` value is written with the placeholder tag '_'
-//!   that nothing reads. Neither is generated here.
+//! * amq-protocol's `AMQPValue::ShortString` is written with the placeholder
+//!   tag '_' that nothing, amq-protocol included, reads back (the spec's 's'
+//!   short string is the tag RabbitMQ gave to i16); it is not generated here.
+//!   Likewise its `AMQPType::LongLongUInt` has no value of its own and maps to
+//!   'l' (i64): RabbitMQ has no unsigned 64-bit field type either.
 //!
 //! Tables are compared in key order with unique keys, because amq-protocol
 //! keeps a table as a `BTreeMap` (Warren keeps the wire order and repeats).
@@ -153,8 +154,8 @@ impl Amq for FieldValue {
             AMQPValue::FieldTable(t) => FieldValue::Table(FieldTable::from_amq(t)),
             AMQPValue::Void => FieldValue::Void,
             AMQPValue::ByteArray(b) => FieldValue::ByteArray(Bytes::copy_from_slice(b.as_slice())),
-            AMQPValue::LongLongUInt(_) | AMQPValue::ShortString(_) => {
-                panic!("{a:?} has no wire tag of its own (see the module comment)")
+            AMQPValue::ShortString(_) => {
+                panic!("{a:?} has no wire tag anyone reads (see the module comment)")
             }
         }
     }
@@ -714,11 +715,10 @@ fn tags_amq_protocol_reads_but_warren_and_rabbitmq_do_not() {
     // The spec's 'U' (i16) and 'L' (i64): amq-protocol accepts them as
     // aliases, Warren, like RabbitMQ, refuses them.
     for (tag, value) in [(b'U', vec![0xFF, 0xFE]), (b'L', vec![0xFF; 8])] {
-        let mut payload = vec![0, 90, 0, 20]; // any method will do; use a table-less one
-        payload.truncate(0);
         let mut table = vec![1, b'k', tag];
         table.extend_from_slice(&value);
-        payload.extend_from_slice(&[0, 50, 0, 10, 0, 0, 1, b'q', 0]);
+        // queue.declare of queue "q" with that table as its arguments
+        let mut payload = vec![0, 50, 0, 10, 0, 0, 1, b'q', 0];
         payload.extend_from_slice(&(table.len() as u32).to_be_bytes());
         payload.extend_from_slice(&table);
         let mut frame = vec![1, 0, 1];

@@ -38,6 +38,8 @@ const WRITE_HIGH_WATER: usize = 1 << 20;
 const FRAME_MIN_SIZE: u32 = 4096;
 /// How long the server waits for close-ok after sending connection.close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the server keeps the socket after sending close-ok.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What queues send to a connection.
 pub enum ConnEvent {
@@ -101,6 +103,9 @@ enum Phase {
     Running,
     /// The server sent connection.close and waits for close-ok.
     Closing,
+    /// The client closed and got close-ok; the server waits briefly for it
+    /// to drop the socket (as RabbitMQ does), so the reply is not lost.
+    Draining,
     /// Done: flush and drop the socket.
     Closed,
 }
@@ -253,7 +258,7 @@ impl Connection {
         let now = Instant::now();
         if let Some(d) = self.deadline {
             if now >= d {
-                if self.phase != Phase::Closing {
+                if !matches!(self.phase, Phase::Closing | Phase::Draining) {
                     info!(conn = self.id, peer = %self.peer, "handshake timeout");
                 }
                 self.phase = Phase::Closed;
@@ -343,7 +348,7 @@ impl Connection {
 
     /// Sends connection.close and waits for close-ok.
     fn close_with(&mut self, fault: Fault) {
-        if matches!(self.phase, Phase::Closing | Phase::Closed) {
+        if matches!(self.phase, Phase::Closing | Phase::Draining | Phase::Closed) {
             return;
         }
         debug!(conn = self.id, error = %fault.error, "closing connection");
@@ -415,7 +420,7 @@ impl Connection {
                 }
                 return Ok(());
             }
-            Phase::Closed | Phase::ProtocolHeader => return Ok(()),
+            Phase::Closed | Phase::Draining | Phase::ProtocolHeader => return Ok(()),
             _ => {}
         }
         match frame.payload {
@@ -542,7 +547,8 @@ impl Connection {
             }
             (_, Method::ConnectionClose(_)) => {
                 self.out.method(0, ConnectionCloseOk {});
-                self.phase = Phase::Closed;
+                self.phase = Phase::Draining;
+                self.deadline = Some(Instant::now() + DRAIN_TIMEOUT);
                 Ok(())
             }
             (Phase::Running, Method::ConnectionCloseOk(_)) => {

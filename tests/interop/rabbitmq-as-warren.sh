@@ -9,7 +9,7 @@
 # fresh brokers, restarts, the article test in its private network
 # namespace) can be checked against RabbitMQ, the reference behaviour:
 #
-#     WARREN_BIN=tests/interop/tools/rabbitmq-as-warren.sh \
+#     WARREN_BIN=tests/interop/rabbitmq-as-warren.sh \
 #     WARREN_START_TIMEOUT=60 bash tests/interop/run.sh
 #
 # Needs the rabbitmq-server package (apt-get install rabbitmq-server); RabbitMQ
@@ -46,5 +46,20 @@ export RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"
 export RABBITMQ_PID_FILE="$dir/rabbitmq.pid"
 export RABBITMQ_LOGS=-   # log to stdout
 
-# The script traps SIGTERM and stops the node cleanly.
-exec /usr/lib/rabbitmq/bin/rabbitmq-server
+# Erlang starts an epmd daemon if none runs; in a fresh network namespace
+# (the article test) that one is ours to stop afterwards.
+epmd_was_running=0
+if (exec 3<>/dev/tcp/127.0.0.1/4369) 2>/dev/null; then epmd_was_running=1; fi
+
+# rabbitmq-server traps SIGTERM and stops the node cleanly; forward it.
+/usr/lib/rabbitmq/bin/rabbitmq-server &
+server_pid=$!
+trap 'kill -TERM "$server_pid" 2>/dev/null' TERM INT
+status=0
+while kill -0 "$server_pid" 2>/dev/null; do
+    wait "$server_pid" || status=$?
+done
+if [ "$epmd_was_running" = 0 ]; then
+    epmd -kill >/dev/null 2>&1 || true
+fi
+exit "$status"
