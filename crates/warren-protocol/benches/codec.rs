@@ -33,9 +33,18 @@ fn ten_entry_table() -> FieldTable {
     FieldTable(vec![
         ("x-message-ttl".into(), FieldValue::I32(60_000)),
         ("x-max-length".into(), FieldValue::I64(100_000)),
-        ("x-dead-letter-exchange".into(), FieldValue::LongString(Bytes::from_static(b"dlx"))),
-        ("x-dead-letter-routing-key".into(), FieldValue::LongString(Bytes::from_static(b"dead"))),
-        ("x-queue-type".into(), FieldValue::LongString(Bytes::from_static(b"classic"))),
+        (
+            "x-dead-letter-exchange".into(),
+            FieldValue::LongString(Bytes::from_static(b"dlx")),
+        ),
+        (
+            "x-dead-letter-routing-key".into(),
+            FieldValue::LongString(Bytes::from_static(b"dead")),
+        ),
+        (
+            "x-queue-type".into(),
+            FieldValue::LongString(Bytes::from_static(b"classic")),
+        ),
         ("x-single-active-consumer".into(), FieldValue::Bool(true)),
         ("x-priority".into(), FieldValue::U8(5)),
         ("x-expires".into(), FieldValue::U32(3_600_000)),

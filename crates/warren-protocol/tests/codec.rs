@@ -65,9 +65,7 @@ fn a_non_bit_field_resets_bit_packing() {
     });
     assert_eq!(
         bytes,
-        [
-            0b1, 0xAA, 0b1, 1, b'x', 0b10, 0, 0, 0, 0, 0b1, 0, 0, 0, 0, 0, 0, 0, 7, 0b1
-        ]
+        [0b1, 0xAA, 0b1, 1, b'x', 0b10, 0, 0, 0, 0, 0b1, 0, 0, 0, 0, 0, 0, 0, 7, 0b1]
     );
 
     let mut r = Reader::new(&bytes);
@@ -175,10 +173,22 @@ fn every_tag() -> Vec<(u8, FieldValue, Vec<u8>)> {
         (b's', FieldValue::I16(-2), vec![0xFF, 0xFE]),
         (b'u', FieldValue::U16(0xFFFE), vec![0xFF, 0xFE]),
         (b'I', FieldValue::I32(-2), vec![0xFF, 0xFF, 0xFF, 0xFE]),
-        (b'i', FieldValue::U32(0xFFFF_FFFE), vec![0xFF, 0xFF, 0xFF, 0xFE]),
-        (b'l', FieldValue::I64(-2), vec![0xFF; 7].into_iter().chain([0xFE]).collect()),
+        (
+            b'i',
+            FieldValue::U32(0xFFFF_FFFE),
+            vec![0xFF, 0xFF, 0xFF, 0xFE],
+        ),
+        (
+            b'l',
+            FieldValue::I64(-2),
+            vec![0xFF; 7].into_iter().chain([0xFE]).collect(),
+        ),
         (b'f', FieldValue::F32(1.5), 1.5f32.to_be_bytes().to_vec()),
-        (b'd', FieldValue::F64(-0.25), (-0.25f64).to_be_bytes().to_vec()),
+        (
+            b'd',
+            FieldValue::F64(-0.25),
+            (-0.25f64).to_be_bytes().to_vec(),
+        ),
         (
             b'D',
             FieldValue::Decimal {
@@ -351,7 +361,10 @@ fn a_ten_thousand_deep_input_is_refused_without_overflowing_the_stack() {
             decode_table(&nested_arrays(10_000)),
         )
     });
-    assert_eq!(result, (Err(DecodeError::TooDeep), Err(DecodeError::TooDeep)));
+    assert_eq!(
+        result,
+        (Err(DecodeError::TooDeep), Err(DecodeError::TooDeep))
+    );
 }
 
 #[test]
@@ -387,7 +400,10 @@ fn a_table_length_past_the_end_is_an_error() {
         decode_table(&[0xFF, 0xFF, 0xFF, 0xFF]),
         Err(DecodeError::BadLength("field table"))
     );
-    assert_eq!(decode_table(&[0, 0, 0]), Err(DecodeError::Truncated("long")));
+    assert_eq!(
+        decode_table(&[0, 0, 0]),
+        Err(DecodeError::Truncated("long"))
+    );
 }
 
 #[test]
@@ -415,7 +431,9 @@ fn an_array_length_past_the_end_is_an_error() {
 fn a_value_may_not_run_past_its_table() {
     // The table claims 7 bytes; its long string claims 4 more than that.
     // The bytes exist in the buffer after the table, but are not the table's.
-    let bytes = [0, 0, 0, 7, 1, b'k', b'S', 0, 0, 0, 4, b'a', b'b', b'c', b'd'];
+    let bytes = [
+        0, 0, 0, 7, 1, b'k', b'S', 0, 0, 0, 4, b'a', b'b', b'c', b'd',
+    ];
     assert_eq!(
         Reader::new(&bytes).table(),
         Err(DecodeError::BadLength("longstr"))
@@ -447,7 +465,10 @@ fn every_method_with_defaults_round_trips() {
         // Every strict prefix is truncated.
         for cut in 0..bytes.len() {
             assert!(
-                matches!(Method::decode(&bytes[..cut]), Err(DecodeError::Truncated(_))),
+                matches!(
+                    Method::decode(&bytes[..cut]),
+                    Err(DecodeError::Truncated(_))
+                ),
                 "{} cut at {cut}",
                 m.name()
             );
@@ -465,7 +486,12 @@ fn content_methods_are_the_four_of_class_basic() {
     with_content.sort_unstable();
     assert_eq!(
         with_content,
-        ["basic.deliver", "basic.get_ok", "basic.publish", "basic.return"]
+        [
+            "basic.deliver",
+            "basic.get_ok",
+            "basic.publish",
+            "basic.return"
+        ]
     );
 }
 

@@ -248,10 +248,7 @@ fn a_truncated_method_payload_is_a_syntax_error() {
 fn a_content_header_round_trips() {
     let props = BasicProperties {
         content_type: Some("application/json".into()),
-        headers: Some(FieldTable(vec![(
-            "x-retries".into(),
-            FieldValue::I32(3),
-        )])),
+        headers: Some(FieldTable(vec![("x-retries".into(), FieldValue::I32(3))])),
         delivery_mode: Some(2),
         message_id: Some("m-1".into()),
         ..Default::default()

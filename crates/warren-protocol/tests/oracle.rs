@@ -32,8 +32,7 @@ use amq_protocol::protocol::{
     access, basic, channel, confirm, connection, exchange, queue, tx, AMQPClass,
 };
 use amq_protocol::types::{
-    AMQPValue, ByteArray, DecimalValue, FieldArray, FieldTable as AmqTable, LongString,
-    ShortString,
+    AMQPValue, ByteArray, DecimalValue, FieldArray, FieldTable as AmqTable, LongString, ShortString,
 };
 use bytes::{Bytes, BytesMut};
 use common::*;
@@ -121,9 +120,9 @@ impl Amq for FieldValue {
                 value: *value,
             }),
             FieldValue::LongString(b) => AMQPValue::LongString(b.to_amq()),
-            FieldValue::Array(a) => {
-                AMQPValue::FieldArray(FieldArray::from(a.iter().map(|v| v.to_amq()).collect::<Vec<_>>()))
-            }
+            FieldValue::Array(a) => AMQPValue::FieldArray(FieldArray::from(
+                a.iter().map(|v| v.to_amq()).collect::<Vec<_>>(),
+            )),
             FieldValue::Timestamp(v) => AMQPValue::Timestamp(*v),
             FieldValue::Table(t) => AMQPValue::FieldTable(t.to_amq()),
             FieldValue::Void => AMQPValue::Void,
@@ -384,7 +383,12 @@ fn warren_read(bytes: &[u8]) -> Frame {
 /// encodings are also byte-identical.
 fn check_method(channel: u16, m: &Method) {
     let expected = to_amq(m);
-    assert_eq!(&from_amq(&expected), m, "the mapping is lossless for {}", m.name());
+    assert_eq!(
+        &from_amq(&expected),
+        m,
+        "the mapping is lossless for {}",
+        m.name()
+    );
 
     // Warren writes, amq-protocol reads.
     let mut ours = BytesMut::new();
@@ -448,7 +452,10 @@ fn check_content_header(channel: u16, body_size: u64, p: &BasicProperties) {
     let FramePayload::Header(h) = frame.payload else {
         panic!("Warren read {frame:?}")
     };
-    assert_eq!((h.class_id, h.weight, h.body_size), (BASIC_CLASS_ID, 0, body_size));
+    assert_eq!(
+        (h.class_id, h.weight, h.body_size),
+        (BASIC_CLASS_ID, 0, body_size)
+    );
     assert_eq!(&BasicProperties::decode(&h.properties).unwrap(), p);
 
     assert_eq!(&ours[..], &theirs[..]);
@@ -564,7 +571,9 @@ fn sample_methods() -> Vec<Method> {
         ConnectionOpenOk::default().into(),
         ConnectionClose {
             reply_code: 320,
-            reply_text: s("CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"),
+            reply_text: s(
+                "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'",
+            ),
             class_id: 0,
             method_id: 0,
         }
@@ -604,7 +613,10 @@ fn sample_methods() -> Vec<Method> {
             auto_delete: false,
             nowait: true,
             arguments: FieldTable(vec![
-                (s("x-dead-letter-exchange"), FieldValue::LongString(long(b"dlx"))),
+                (
+                    s("x-dead-letter-exchange"),
+                    FieldValue::LongString(long(b"dlx")),
+                ),
                 (s("x-message-ttl"), FieldValue::I32(60_000)),
                 (s("x-queue-type"), FieldValue::LongString(long(b"classic"))),
             ]),
@@ -699,7 +711,10 @@ fn the_arguments_table_holds_every_shared_type() {
     assert_eq!(get("i16"), AMQPValue::ShortInt(-12_345));
     assert_eq!(get("u32"), AMQPValue::LongUInt(4_000_000_000));
     assert_eq!(get("i64"), AMQPValue::LongLongInt(-9_000_000_000));
-    assert_eq!(get("bytes"), AMQPValue::ByteArray(vec![0, 1, 0xFE, 0xFF].into()));
+    assert_eq!(
+        get("bytes"),
+        AMQPValue::ByteArray(vec![0, 1, 0xFE, 0xFF].into())
+    );
     let m: Method = ExchangeDeclare {
         exchange: s("x"),
         kind: s("headers"),
@@ -726,7 +741,10 @@ fn tags_amq_protocol_reads_but_warren_and_rabbitmq_do_not() {
         frame.extend_from_slice(&payload);
         frame.push(FRAME_END);
 
-        assert!(matches!(amq_read(&frame), AMQPFrame::Method(1, AMQPClass::Queue(_))));
+        assert!(matches!(
+            amq_read(&frame),
+            AMQPFrame::Method(1, AMQPClass::Queue(_))
+        ));
         let mut buf = BytesMut::from(&frame[..]);
         assert!(matches!(
             parse_frame(&mut buf, 0),

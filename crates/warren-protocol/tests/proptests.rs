@@ -29,7 +29,11 @@ fn parse_all(mut buf: BytesMut, frame_max: u32) -> Vec<Frame> {
                 frames.push(frame);
             }
             Ok(None) => {
-                assert_eq!(buf.len(), before, "an incomplete frame must not be consumed");
+                assert_eq!(
+                    buf.len(),
+                    before,
+                    "an incomplete frame must not be consumed"
+                );
                 return frames;
             }
             Err(_) => return frames,

@@ -85,7 +85,9 @@ pub enum Keys {
 
 fn table_from(entries: BoxedStrategy<FieldValue>, keys: Keys) -> BoxedStrategy<FieldTable> {
     match keys {
-        Keys::Any => vec((short_str(), entries), 0..6).prop_map(FieldTable).boxed(),
+        Keys::Any => vec((short_str(), entries), 0..6)
+            .prop_map(FieldTable)
+            .boxed(),
         Keys::SortedUnique => btree_map(short_str(), entries, 0..6)
             .prop_map(|m| m.into_iter().collect())
             .boxed(),
