@@ -26,15 +26,27 @@ log() { printf '[interop] %s\n' "$*" >&2; }
 stamp_of() { sha256sum "$1" | cut -d' ' -f1; }
 
 # --- Python clients -------------------------------------------------------
-if [ ! -x "$VENV/bin/python" ]; then
-    log "creating virtualenv $VENV"
-    mkdir -p "$(dirname "$VENV")"
-    if ! "$PYTHON" -m venv "$VENV" >/dev/null 2>&1; then
-        # e.g. a Debian python without python3-venv: fall back to virtualenv.
+make_venv() {
+    "$PYTHON" -m venv "$VENV" >/dev/null 2>&1 && return 0
+    rm -rf "$VENV"
+    # e.g. a Debian python without the venv module
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        log "python venv module unavailable; installing python3-venv"
+        export DEBIAN_FRONTEND=noninteractive
+        { apt-get install -y -qq python3-venv >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null && apt-get install -y -qq python3-venv >/dev/null; }; } \
+            && "$PYTHON" -m venv "$VENV" >/dev/null 2>&1 && return 0
         rm -rf "$VENV"
-        "$PYTHON" -m pip install --quiet --disable-pip-version-check virtualenv
-        "$PYTHON" -m virtualenv --quiet "$VENV"
     fi
+    PIP_BREAK_SYSTEM_PACKAGES=1 "$PYTHON" -m pip install --quiet --disable-pip-version-check --user virtualenv \
+        && "$PYTHON" -m virtualenv --quiet "$VENV"
+}
+
+if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    log "creating virtualenv $VENV"
+    rm -rf "$VENV"
+    mkdir -p "$(dirname "$VENV")"
+    make_venv
 fi
 req_stamp="$(stamp_of "$INTEROP_DIR/requirements.txt")"
 if [ "$(cat "$VENV/.interop-requirements" 2>/dev/null || true)" != "$req_stamp" ]; then

@@ -134,7 +134,12 @@ impl Exchange {
     }
 
     /// Removes a binding; returns false if it did not exist.
-    pub fn unbind(&mut self, destination: Destination, routing_key: &str, args: &FieldTable) -> bool {
+    pub fn unbind(
+        &mut self,
+        destination: Destination,
+        routing_key: &str,
+        args: &FieldTable,
+    ) -> bool {
         let key = BindingKey {
             destination,
             routing_key: routing_key.to_string(),
@@ -159,7 +164,8 @@ impl Exchange {
             .collect();
         for key in &keys {
             if let Some(args) = self.bindings.remove(key) {
-                self.router.unbind(&key.destination, &key.routing_key, &args);
+                self.router
+                    .unbind(&key.destination, &key.routing_key, &args);
             }
         }
         keys.len()
@@ -178,7 +184,12 @@ impl Exchange {
     }
 
     /// Calls `out` for each destination a message matches.
-    pub fn route(&self, key: &str, headers: Option<&FieldTable>, out: &mut dyn FnMut(&Destination)) {
+    pub fn route(
+        &self,
+        key: &str,
+        headers: Option<&FieldTable>,
+        out: &mut dyn FnMut(&Destination),
+    ) {
         self.router.route(key, headers, out)
     }
 }

@@ -67,7 +67,9 @@ impl<Q> VirtualHost<Q> {
     }
 
     pub fn exchange(&self, name: &str) -> Result<&Exchange, AmqpError> {
-        self.exchanges.get(name).ok_or_else(|| self.no_exchange(name))
+        self.exchanges
+            .get(name)
+            .ok_or_else(|| self.no_exchange(name))
     }
 
     pub fn exchanges(&self) -> impl Iterator<Item = &Exchange> {
@@ -99,7 +101,11 @@ impl<Q> VirtualHost<Q> {
         }
     }
 
-    fn check_equivalent(&self, current: &ExchangeSpec, wanted: &ExchangeSpec) -> Result<(), AmqpError> {
+    fn check_equivalent(
+        &self,
+        current: &ExchangeSpec,
+        wanted: &ExchangeSpec,
+    ) -> Result<(), AmqpError> {
         let mismatch = |arg: &str, received: &str, current_v: &str| {
             AmqpError::precondition_failed(format!(
                 "inequivalent arg '{arg}' for exchange '{}' in vhost '{}': received '{received}' but current is '{current_v}'",
@@ -107,7 +113,11 @@ impl<Q> VirtualHost<Q> {
             ))
         };
         if current.kind != wanted.kind {
-            return Err(mismatch("type", wanted.kind.as_str(), current.kind.as_str()));
+            return Err(mismatch(
+                "type",
+                wanted.kind.as_str(),
+                current.kind.as_str(),
+            ));
         }
         for (arg, w, c) in [
             ("durable", wanted.durable, current.durable),
@@ -186,7 +196,13 @@ impl<Q> VirtualHost<Q> {
     }
 
     /// queue.bind / exchange.bind. Binding twice is harmless.
-    pub fn bind(&mut self, source: &str, dest: Destination, key: &str, args: &FieldTable) -> Result<(), AmqpError> {
+    pub fn bind(
+        &mut self,
+        source: &str,
+        dest: Destination,
+        key: &str,
+        args: &FieldTable,
+    ) -> Result<(), AmqpError> {
         if source.is_empty() {
             return Err(Self::default_exchange_refused());
         }
@@ -199,7 +215,13 @@ impl<Q> VirtualHost<Q> {
 
     /// queue.unbind / exchange.unbind. Removing a binding that does not
     /// exist succeeds, as in RabbitMQ.
-    pub fn unbind(&mut self, source: &str, dest: Destination, key: &str, args: &FieldTable) -> Result<(), AmqpError> {
+    pub fn unbind(
+        &mut self,
+        source: &str,
+        dest: Destination,
+        key: &str,
+        args: &FieldTable,
+    ) -> Result<(), AmqpError> {
         if source.is_empty() {
             return Err(Self::default_exchange_refused());
         }
@@ -238,7 +260,13 @@ impl<Q> VirtualHost<Q> {
     /// queue once. Follows exchange-to-exchange bindings and
     /// alternate exchanges, each exchange at most once (cycles are cut).
     /// The default exchange routes to the queue named by the routing key.
-    pub fn route<'a>(&'a self, exchange: &str, key: &str, headers: Option<&FieldTable>, out: &mut dyn FnMut(&'a Q)) {
+    pub fn route<'a>(
+        &'a self,
+        exchange: &str,
+        key: &str,
+        headers: Option<&FieldTable>,
+        out: &mut dyn FnMut(&'a Q),
+    ) {
         if exchange.is_empty() {
             if let Some(q) = self.queues.get(key) {
                 out(q);
@@ -355,10 +383,14 @@ mod tests {
     fn exchange_to_exchange_with_cycle() {
         let mut v = vhost_with_queues(&["a"]);
         let t = FieldTable::new();
-        v.declare_exchange(spec("x1", ExchangeKind::Fanout), false).unwrap();
-        v.declare_exchange(spec("x2", ExchangeKind::Fanout), false).unwrap();
-        v.bind("x1", Destination::Exchange("x2".into()), "", &t).unwrap();
-        v.bind("x2", Destination::Exchange("x1".into()), "", &t).unwrap();
+        v.declare_exchange(spec("x1", ExchangeKind::Fanout), false)
+            .unwrap();
+        v.declare_exchange(spec("x2", ExchangeKind::Fanout), false)
+            .unwrap();
+        v.bind("x1", Destination::Exchange("x2".into()), "", &t)
+            .unwrap();
+        v.bind("x2", Destination::Exchange("x1".into()), "", &t)
+            .unwrap();
         v.bind("x2", q("a"), "", &t).unwrap();
         assert_eq!(route(&v, "x1", "k"), vec!["a"]);
     }
@@ -367,7 +399,8 @@ mod tests {
     fn alternate_exchange_takes_unroutable() {
         let mut v = vhost_with_queues(&["a", "lost"]);
         let t = FieldTable::new();
-        v.declare_exchange(spec("ae", ExchangeKind::Fanout), false).unwrap();
+        v.declare_exchange(spec("ae", ExchangeKind::Fanout), false)
+            .unwrap();
         let mut main = spec("main", ExchangeKind::Direct);
         main.arguments.insert(
             "alternate-exchange",
@@ -389,7 +422,8 @@ mod tests {
         assert_eq!(err.code, ReplyCode::AccessRefused);
         v.declare_exchange(spec("amq.direct", ExchangeKind::Direct), false)
             .unwrap_err();
-        v.declare_exchange(spec("logs", ExchangeKind::Direct), false).unwrap();
+        v.declare_exchange(spec("logs", ExchangeKind::Direct), false)
+            .unwrap();
         let err = v
             .declare_exchange(spec("logs", ExchangeKind::Fanout), false)
             .unwrap_err();

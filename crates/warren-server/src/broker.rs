@@ -27,7 +27,12 @@ impl Broker {
         let vhosts = config
             .vhosts
             .iter()
-            .map(|name| (name.clone(), Arc::new(RwLock::new(VirtualHost::new(name.clone())))))
+            .map(|name| {
+                (
+                    name.clone(),
+                    Arc::new(RwLock::new(VirtualHost::new(name.clone()))),
+                )
+            })
             .collect();
         Arc::new(Broker {
             config,

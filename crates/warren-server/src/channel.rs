@@ -16,9 +16,9 @@ use warren_protocol::{
     AccessRequestOk, BasicAck, BasicCancel, BasicCancelOk, BasicConsumeOk, BasicDeliver,
     BasicGetEmpty, BasicGetOk, BasicProperties, BasicPublish, BasicQosOk, BasicRecoverOk,
     BasicReturn, ChannelClose, ChannelCloseOk, ChannelFlowOk, ConfirmSelectOk, ContentHeader,
-    ExchangeBindOk, ExchangeDeclareOk, ExchangeDeleteOk, ExchangeUnbindOk,
-    FramePayload, Method, QueueBindOk, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk,
-    QueueUnbindOk, ReplyCode, TxCommitOk, TxRollbackOk, TxSelectOk, BASIC_CLASS_ID,
+    ExchangeBindOk, ExchangeDeclareOk, ExchangeDeleteOk, ExchangeUnbindOk, FramePayload, Method,
+    QueueBindOk, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk, QueueUnbindOk, ReplyCode, TxCommitOk,
+    TxRollbackOk, TxSelectOk, BASIC_CLASS_ID,
 };
 
 use crate::connection::{ConnCtx, Out};
@@ -84,7 +84,10 @@ fn locked(q: &QueueCell, vhost: &str) -> AmqpError {
 /// 405 if another connection owns it exclusively.
 fn find_queue(ctx: &ConnCtx, name: &str) -> Result<Arc<QueueCell>, AmqpError> {
     let topo = ctx.vhost.read();
-    let q = topo.queue(name).cloned().ok_or_else(|| topo.no_queue(name))?;
+    let q = topo
+        .queue(name)
+        .cloned()
+        .ok_or_else(|| topo.no_queue(name))?;
     drop(topo);
     match q.spec.exclusive_owner {
         Some(owner) if owner != ctx.id => Err(locked(&q, &ctx.vhost_name)),
@@ -211,7 +214,12 @@ impl Channel {
         }
     }
 
-    pub fn on_frame(&mut self, payload: FramePayload, ctx: &mut ConnCtx, out: &mut Out) -> Result<(), AmqpError> {
+    pub fn on_frame(
+        &mut self,
+        payload: FramePayload,
+        ctx: &mut ConnCtx,
+        out: &mut Out,
+    ) -> Result<(), AmqpError> {
         if self.closing {
             match payload {
                 FramePayload::Method(Method::ChannelCloseOk(_)) => self.finished = true,
@@ -240,7 +248,12 @@ impl Channel {
         }
     }
 
-    fn on_header(&mut self, h: ContentHeader, ctx: &mut ConnCtx, out: &mut Out) -> Result<(), AmqpError> {
+    fn on_header(
+        &mut self,
+        h: ContentHeader,
+        ctx: &mut ConnCtx,
+        out: &mut Out,
+    ) -> Result<(), AmqpError> {
         let Some(p) = self.pending.as_mut().filter(|p| p.header.is_none()) else {
             return Err(AmqpError::unexpected_frame(
                 "expected method frame, got non method frame instead",
@@ -341,7 +354,13 @@ impl Channel {
 
     /// Routes a complete message and enqueues it on every matching queue;
     /// returns it to the publisher if mandatory and unroutable.
-    fn route(&mut self, ctx: &mut ConnCtx, out: &mut Out, publish: &BasicPublish, msg: Arc<Message>) -> Result<(), AmqpError> {
+    fn route(
+        &mut self,
+        ctx: &mut ConnCtx,
+        out: &mut Out,
+        publish: &BasicPublish,
+        msg: Arc<Message>,
+    ) -> Result<(), AmqpError> {
         let targets = &mut ctx.route_buf;
         targets.clear();
         {
@@ -458,7 +477,14 @@ impl Channel {
     }
 
     /// Closes the channel after a channel-level error.
-    pub fn fail(&mut self, error: AmqpError, class_id: u16, method_id: u16, ctx: &mut ConnCtx, out: &mut Out) {
+    pub fn fail(
+        &mut self,
+        error: AmqpError,
+        class_id: u16,
+        method_id: u16,
+        ctx: &mut ConnCtx,
+        out: &mut Out,
+    ) {
         out.method(
             self.id,
             ChannelClose {
@@ -535,7 +561,12 @@ impl Channel {
         }
     }
 
-    fn on_method(&mut self, method: Method, ctx: &mut ConnCtx, out: &mut Out) -> Result<(), AmqpError> {
+    fn on_method(
+        &mut self,
+        method: Method,
+        ctx: &mut ConnCtx,
+        out: &mut Out,
+    ) -> Result<(), AmqpError> {
         let id = self.id;
         match method {
             Method::ChannelOpen(_) => Err(AmqpError::channel_error("second 'channel.open' seen")),
@@ -580,7 +611,9 @@ impl Channel {
                 Ok(())
             }
             Method::ExchangeDelete(m) => {
-                ctx.vhost.write().delete_exchange(&m.exchange, m.if_unused)?;
+                ctx.vhost
+                    .write()
+                    .delete_exchange(&m.exchange, m.if_unused)?;
                 if !m.nowait {
                     out.method(id, ExchangeDeleteOk {});
                 }
@@ -619,9 +652,12 @@ impl Channel {
                     m.routing_key
                 };
                 find_queue(ctx, &queue)?;
-                ctx.vhost
-                    .write()
-                    .bind(&m.exchange, Destination::Queue(queue), &key, &m.arguments)?;
+                ctx.vhost.write().bind(
+                    &m.exchange,
+                    Destination::Queue(queue),
+                    &key,
+                    &m.arguments,
+                )?;
                 if !m.nowait {
                     out.method(id, QueueBindOk {});
                 }
@@ -789,10 +825,9 @@ impl Channel {
                 Ok(())
             }
             Method::TxCommit(_) => {
-                let tx = self
-                    .tx
-                    .as_mut()
-                    .ok_or_else(|| AmqpError::precondition_failed("channel is not transactional"))?;
+                let tx = self.tx.as_mut().ok_or_else(|| {
+                    AmqpError::precondition_failed("channel is not transactional")
+                })?;
                 let publishes = std::mem::take(&mut tx.publishes);
                 let settles = std::mem::take(&mut tx.settles);
                 for (publish, msg) in publishes {
@@ -806,10 +841,9 @@ impl Channel {
                 Ok(())
             }
             Method::TxRollback(_) => {
-                let tx = self
-                    .tx
-                    .as_mut()
-                    .ok_or_else(|| AmqpError::precondition_failed("channel is not transactional"))?;
+                let tx = self.tx.as_mut().ok_or_else(|| {
+                    AmqpError::precondition_failed("channel is not transactional")
+                })?;
                 tx.publishes.clear();
                 let restored: Vec<Unacked> = tx.settles.drain(..).map(|(e, _)| e).collect();
                 self.unacked.extend(restored);
@@ -834,7 +868,12 @@ impl Channel {
         Ok(())
     }
 
-    fn queue_declare(&mut self, m: warren_protocol::QueueDeclare, ctx: &mut ConnCtx, out: &mut Out) -> Result<(), AmqpError> {
+    fn queue_declare(
+        &mut self,
+        m: warren_protocol::QueueDeclare,
+        ctx: &mut ConnCtx,
+        out: &mut Out,
+    ) -> Result<(), AmqpError> {
         let vhost = ctx.vhost_name.clone();
         let name = if m.queue.is_empty() {
             if m.passive {
@@ -905,7 +944,12 @@ impl Channel {
         Ok(())
     }
 
-    fn consume(&mut self, m: warren_protocol::BasicConsume, ctx: &mut ConnCtx, out: &mut Out) -> Result<(), AmqpError> {
+    fn consume(
+        &mut self,
+        m: warren_protocol::BasicConsume,
+        ctx: &mut ConnCtx,
+        out: &mut Out,
+    ) -> Result<(), AmqpError> {
         let q = find_queue(ctx, &self.queue_name(&m.queue)?)?;
         let tag = if m.consumer_tag.is_empty() {
             names::generate("amq.ctag-", || fastrand::u64(..))
@@ -987,7 +1031,12 @@ const EQUIVALENCE_ARGS: &[&str] = &[
     "x-delivery-limit",
 ];
 
-fn check_queue_equivalent(current: &QueueSpec, wanted: &warren_protocol::QueueDeclare, conn: u64, vhost: &str) -> Result<(), AmqpError> {
+fn check_queue_equivalent(
+    current: &QueueSpec,
+    wanted: &warren_protocol::QueueDeclare,
+    conn: u64,
+    vhost: &str,
+) -> Result<(), AmqpError> {
     let name = &current.name;
     let mismatch = |arg: &str, received: bool, current: bool| {
         AmqpError::precondition_failed(format!(
@@ -998,7 +1047,11 @@ fn check_queue_equivalent(current: &QueueSpec, wanted: &warren_protocol::QueueDe
         return Err(mismatch("durable", wanted.durable, current.durable));
     }
     if current.auto_delete != wanted.auto_delete {
-        return Err(mismatch("auto_delete", wanted.auto_delete, current.auto_delete));
+        return Err(mismatch(
+            "auto_delete",
+            wanted.auto_delete,
+            current.auto_delete,
+        ));
     }
     let is_exclusive = current.exclusive_owner == Some(conn);
     if wanted.exclusive != is_exclusive {

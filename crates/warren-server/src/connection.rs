@@ -156,7 +156,12 @@ enum Wake {
 }
 
 /// Serves one client until it disconnects or the broker stops.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    mut stop: watch::Receiver<bool>,
+) {
     let (tx, rx) = unbounded_channel();
     let now = Instant::now();
     let mut conn = Connection {
@@ -317,7 +322,9 @@ impl Connection {
                             class_id,
                             method_id,
                         },
-                        FrameError::ShortHeader { .. } => Fault::new(AmqpError::frame_error(err.to_string())),
+                        FrameError::ShortHeader { .. } => {
+                            Fault::new(AmqpError::frame_error(err.to_string()))
+                        }
                         other => Fault::new(AmqpError::frame_error(other.to_string())),
                     };
                     self.close_with(fault);
@@ -503,7 +510,11 @@ impl Connection {
                     ));
                 }
                 if m.frame_max == 0 || m.frame_max > cfg.frame_max {
-                    return Err(negotiation("frame_max", m.frame_max as u64, cfg.frame_max as u64));
+                    return Err(negotiation(
+                        "frame_max",
+                        m.frame_max as u64,
+                        cfg.frame_max as u64,
+                    ));
                 }
                 if m.channel_max > cfg.channel_max {
                     return Err(negotiation(
@@ -560,9 +571,14 @@ impl Connection {
                     .method(0, warren_protocol::ConnectionUpdateSecretOk {});
                 Ok(())
             }
-            (Phase::Running, Method::ConnectionBlocked(_) | Method::ConnectionUnblocked(_)) => Ok(()),
+            (Phase::Running, Method::ConnectionBlocked(_) | Method::ConnectionUnblocked(_)) => {
+                Ok(())
+            }
             (_, m) => Err(fault(
-                AmqpError::command_invalid(format!("unexpected method '{}' on channel 0", m.name())),
+                AmqpError::command_invalid(format!(
+                    "unexpected method '{}' on channel 0",
+                    m.name()
+                )),
                 m,
             )),
         }
@@ -570,7 +586,9 @@ impl Connection {
 
     fn on_channel_frame(&mut self, id: u16, payload: FramePayload) -> Result<(), Fault> {
         let Some(ctx) = self.ctx.as_mut() else {
-            return Err(Fault::new(AmqpError::unexpected_frame("connection not open")));
+            return Err(Fault::new(AmqpError::unexpected_frame(
+                "connection not open",
+            )));
         };
         if id > self.channel_max {
             return Err(Fault::new(AmqpError::channel_error(format!(
@@ -629,7 +647,9 @@ impl Connection {
             ConnEvent::Deliver { consumer, msg } => {
                 consumer.release_in_flight();
                 match self.channels.get_mut(&consumer.channel) {
-                    Some(ch) if self.phase == Phase::Running => ch.deliver(consumer, msg, &mut self.out),
+                    Some(ch) if self.phase == Phase::Running => {
+                        ch.deliver(consumer, msg, &mut self.out)
+                    }
                     _ => {
                         if !consumer.no_ack {
                             consumer.release_unacked();

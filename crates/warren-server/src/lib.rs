@@ -51,7 +51,10 @@ pub async fn run(listener: TcpListener, config: ServerConfig, shutdown: impl Fut
     info!(connections = tasks.len(), "shutting down");
     let _ = stop_tx.send(true);
     let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(std::time::Duration::from_secs(5), drain).await.is_err() {
+    if tokio::time::timeout(std::time::Duration::from_secs(5), drain)
+        .await
+        .is_err()
+    {
         tasks.abort_all();
     }
 }

@@ -197,7 +197,8 @@ impl QueueCell {
                     }
                 }
                 None => {
-                    if marked || inner.queue.ready_count() == 0 || inner.queue.consumer_count() == 0 {
+                    if marked || inner.queue.ready_count() == 0 || inner.queue.consumer_count() == 0
+                    {
                         return;
                     }
                     // Everyone refused: flag them, then look once more so a

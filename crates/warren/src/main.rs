@@ -9,7 +9,11 @@ use tracing::{error, info};
 use warren_server::ServerConfig;
 
 #[derive(Parser)]
-#[command(name = "warren", version, about = "Warren, an AMQP 0-9-1 message broker")]
+#[command(
+    name = "warren",
+    version,
+    about = "Warren, an AMQP 0-9-1 message broker"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -72,7 +76,10 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
         max_message_size: args.max_message_size,
         ..ServerConfig::default()
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             error!(%err, "cannot start the runtime");
@@ -100,7 +107,10 @@ async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             let _ = tokio::signal::ctrl_c().await;
             return;
         };

@@ -37,9 +37,13 @@ async fn publish_get_consume_and_ack() {
     let mut props = BasicProperties::default();
     props.with_content_type("text/plain").with_delivery_mode(2);
     for i in 0..3u8 {
-        ch.basic_publish(props.clone(), vec![i; 10], BasicPublishArguments::new("", "amqprs"))
-            .await
-            .unwrap();
+        ch.basic_publish(
+            props.clone(),
+            vec![i; 10],
+            BasicPublishArguments::new("", "amqprs"),
+        )
+        .await
+        .unwrap();
     }
     let (get_ok, got_props, body) = within(ch.basic_get(BasicGetArguments::new("amqprs")))
         .await
@@ -47,12 +51,17 @@ async fn publish_get_consume_and_ack() {
         .unwrap();
     assert_eq!(body, vec![0u8; 10]);
     assert_eq!(get_ok.message_count(), 2);
-    assert_eq!(got_props.content_type().map(|s| s.as_str()), Some("text/plain"));
+    assert_eq!(
+        got_props.content_type().map(|s| s.as_str()),
+        Some("text/plain")
+    );
     ch.basic_ack(BasicAckArguments::new(get_ok.delivery_tag(), false))
         .await
         .unwrap();
 
-    ch.basic_qos(BasicQosArguments::new(0, 10, false)).await.unwrap();
+    ch.basic_qos(BasicQosArguments::new(0, 10, false))
+        .await
+        .unwrap();
     let (_tag, mut rx) = ch
         .basic_consume_rx(BasicConsumeArguments::new("amqprs", "t"))
         .await
@@ -61,7 +70,9 @@ async fn publish_get_consume_and_ack() {
         let msg = within(rx.recv()).await.unwrap();
         assert_eq!(msg.content.unwrap(), vec![i; 10]);
         let tag = msg.deliver.unwrap().delivery_tag();
-        ch.basic_ack(BasicAckArguments::new(tag, false)).await.unwrap();
+        ch.basic_ack(BasicAckArguments::new(tag, false))
+            .await
+            .unwrap();
     }
     ch.close().await.unwrap();
     conn.close().await.unwrap();
@@ -75,7 +86,9 @@ async fn topic_routing_purge_and_delete() {
     ch.exchange_declare(ExchangeDeclareArguments::new("logs", "topic"))
         .await
         .unwrap();
-    ch.queue_declare(QueueDeclareArguments::new("errors")).await.unwrap();
+    ch.queue_declare(QueueDeclareArguments::new("errors"))
+        .await
+        .unwrap();
     ch.queue_bind(QueueBindArguments::new("errors", "logs", "*.error"))
         .await
         .unwrap();

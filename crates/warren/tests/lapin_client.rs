@@ -98,7 +98,12 @@ async fn publish_consume_roundtrip_keeps_properties() {
     .await
     .unwrap();
     let mut consumer = ch
-        .basic_consume("hello", "", BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            "hello",
+            "",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     assert!(consumer.tag().as_str().starts_with("amq.ctag-"));
@@ -134,7 +139,14 @@ async fn basic_get_counts_and_get_empty() {
         publish(&ch, "", "g", &[i]).await;
     }
     let q = ch
-        .queue_declare("g", QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            "g",
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     assert_eq!(q.message_count(), 3);
@@ -151,11 +163,27 @@ async fn fifo_order_and_round_robin_across_consumers() {
     let (_s, _c, ch) = setup().await;
     declare(&ch, "rr").await;
     let mut a = ch
-        .basic_consume("rr", "a", BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+        .basic_consume(
+            "rr",
+            "a",
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let mut b = ch
-        .basic_consume("rr", "b", BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+        .basic_consume(
+            "rr",
+            "b",
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     for i in 0..10u8 {
@@ -180,21 +208,41 @@ async fn prefetch_limits_unacked_deliveries() {
         publish(&ch, "", "pf", &[i]).await;
     }
     let mut consumer = ch
-        .basic_consume("pf", "c", BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            "pf",
+            "c",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let d1 = next_delivery(&mut consumer).await;
     let d2 = next_delivery(&mut consumer).await;
-    assert!(tokio::time::timeout(Duration::from_millis(300), consumer.next()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), consumer.next())
+            .await
+            .is_err()
+    );
     let q = ch
-        .queue_declare("pf", QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            "pf",
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     assert_eq!(q.message_count(), 3);
     d1.ack(BasicAckOptions::default()).await.unwrap();
     let d3 = next_delivery(&mut consumer).await;
     assert_eq!(d3.data, vec![2]);
-    assert!(tokio::time::timeout(Duration::from_millis(200), consumer.next()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), consumer.next())
+            .await
+            .is_err()
+    );
     // Multiple ack frees both slots.
     d3.ack(BasicAckOptions { multiple: true }).await.unwrap();
     let _ = d2;
@@ -207,13 +255,33 @@ async fn global_qos_limits_the_channel() {
     let (_s, _c, ch) = setup().await;
     declare(&ch, "gq1").await;
     declare(&ch, "gq2").await;
-    ch.basic_qos(1, BasicQosOptions { global: true }).await.unwrap();
+    ch.basic_qos(1, BasicQosOptions { global: true })
+        .await
+        .unwrap();
     publish(&ch, "", "gq1", b"1").await;
     publish(&ch, "", "gq2", b"2").await;
-    let mut c1 = ch.basic_consume("gq1", "c1", BasicConsumeOptions::default(), FieldTable::default()).await.unwrap();
-    let mut c2 = ch.basic_consume("gq2", "c2", BasicConsumeOptions::default(), FieldTable::default()).await.unwrap();
+    let mut c1 = ch
+        .basic_consume(
+            "gq1",
+            "c1",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut c2 = ch
+        .basic_consume(
+            "gq2",
+            "c2",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
     let first = next_delivery(&mut c1).await;
-    assert!(tokio::time::timeout(Duration::from_millis(300), c2.next()).await.is_err());
+    assert!(tokio::time::timeout(Duration::from_millis(300), c2.next())
+        .await
+        .is_err());
     first.ack(BasicAckOptions::default()).await.unwrap();
     let second = next_delivery(&mut c2).await;
     assert_eq!(second.data, b"2");
@@ -228,14 +296,20 @@ async fn reject_and_nack_requeue_set_redelivered() {
     }
     let a = get(&ch, "rq", false).await.unwrap();
     assert!(!a.delivery.redelivered);
-    a.delivery.reject(BasicRejectOptions { requeue: true }).await.unwrap();
+    a.delivery
+        .reject(BasicRejectOptions { requeue: true })
+        .await
+        .unwrap();
     let a = get(&ch, "rq", false).await.unwrap();
     assert!(a.delivery.redelivered);
     assert_eq!(a.delivery.data, b"a");
     let b = get(&ch, "rq", false).await.unwrap();
     // nack multiple requeues both, back in their original order.
     b.delivery
-        .nack(BasicNackOptions { multiple: true, requeue: true })
+        .nack(BasicNackOptions {
+            multiple: true,
+            requeue: true,
+        })
         .await
         .unwrap();
     let again: Vec<Vec<u8>> = vec![
@@ -247,7 +321,10 @@ async fn reject_and_nack_requeue_set_redelivered() {
     // reject without requeue drops it.
     publish(&ch, "", "rq", b"d").await;
     let d = get(&ch, "rq", false).await.unwrap();
-    d.delivery.reject(BasicRejectOptions { requeue: false }).await.unwrap();
+    d.delivery
+        .reject(BasicRejectOptions { requeue: false })
+        .await
+        .unwrap();
     assert!(get(&ch, "rq", true).await.is_none());
 }
 
@@ -259,7 +336,15 @@ async fn unacked_messages_return_in_order_when_channel_closes() {
         publish(&ch, "", "ord", &[i]).await;
     }
     let ch2 = conn.create_channel().await.unwrap();
-    let mut consumer = ch2.basic_consume("ord", "c", BasicConsumeOptions::default(), FieldTable::default()).await.unwrap();
+    let mut consumer = ch2
+        .basic_consume(
+            "ord",
+            "c",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
     for i in 0..5u8 {
         assert_eq!(next_delivery(&mut consumer).await.data, vec![i]);
     }
@@ -278,11 +363,19 @@ async fn unknown_and_double_ack_close_the_channel_with_406() {
     publish(&ch, "", "da", b"x").await;
     let m = get(&ch, "da", false).await.unwrap();
     m.delivery.ack(BasicAckOptions::default()).await.unwrap();
-    ch.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default()).await.unwrap();
+    ch.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())
+        .await
+        .unwrap();
     // The error arrives asynchronously; the next synchronous call sees it.
     let err = declare_err(&ch, "da").await;
     assert_eq!(code(&err), 406);
-    assert_eq!(text(&err), format!("PRECONDITION_FAILED - unknown delivery tag {}", m.delivery.delivery_tag));
+    assert_eq!(
+        text(&err),
+        format!(
+            "PRECONDITION_FAILED - unknown delivery tag {}",
+            m.delivery.delivery_tag
+        )
+    );
     // The connection is unaffected.
     let ch2 = conn.create_channel().await.unwrap();
     declare(&ch2, "da").await;
@@ -299,7 +392,14 @@ async fn queue_declare_errors() {
     let (_s, conn, _ch) = setup().await;
     let ch = conn.create_channel().await.unwrap();
     let err = ch
-        .queue_declare("missing", QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            "missing",
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(code(&err), 404);
@@ -308,7 +408,14 @@ async fn queue_declare_errors() {
     let ch = conn.create_channel().await.unwrap();
     declare(&ch, "dur").await;
     let err = ch
-        .queue_declare("dur", QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            "dur",
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(code(&err), 406);
@@ -330,26 +437,52 @@ async fn queue_declare_errors() {
 #[tokio::test]
 async fn exclusive_queue_is_private_and_dies_with_its_connection() {
     let (s, conn, ch) = setup().await;
-    ch.queue_declare("ex", QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default())
-        .await
-        .unwrap();
+    ch.queue_declare(
+        "ex",
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     let other = connect(&s).await;
     let och = other.create_channel().await.unwrap();
     let err = och
-        .queue_declare("ex", QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            "ex",
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(code(&err), 405);
     let och = other.create_channel().await.unwrap();
     let err = och
-        .basic_consume("ex", "", BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            "ex",
+            "",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(code(&err), 405);
     conn.close(200, "bye").await.unwrap();
     let och = other.create_channel().await.unwrap();
     let err = och
-        .queue_declare("ex", QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            "ex",
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(code(&err), 404);
@@ -358,20 +491,61 @@ async fn exclusive_queue_is_private_and_dies_with_its_connection() {
 #[tokio::test]
 async fn auto_delete_queue_goes_with_its_last_consumer() {
     let (_s, conn, ch) = setup().await;
-    ch.queue_declare("ad", QueueDeclareOptions { auto_delete: true, ..Default::default() }, FieldTable::default())
-        .await
-        .unwrap();
+    ch.queue_declare(
+        "ad",
+        QueueDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     // lapin cancels a consumer when its handle is dropped, so keep them.
-    let _c1 = ch.basic_consume("ad", "c1", BasicConsumeOptions::default(), FieldTable::default()).await.unwrap();
-    let _c2 = ch.basic_consume("ad", "c2", BasicConsumeOptions::default(), FieldTable::default()).await.unwrap();
-    ch.basic_cancel("c1", BasicCancelOptions::default()).await.unwrap();
-    let ch2 = conn.create_channel().await.unwrap();
-    ch2.queue_declare("ad", QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+    let _c1 = ch
+        .basic_consume(
+            "ad",
+            "c1",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap();
-    ch.basic_cancel("c2", BasicCancelOptions::default()).await.unwrap();
+    let _c2 = ch
+        .basic_consume(
+            "ad",
+            "c2",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    ch.basic_cancel("c1", BasicCancelOptions::default())
+        .await
+        .unwrap();
+    let ch2 = conn.create_channel().await.unwrap();
+    ch2.queue_declare(
+        "ad",
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.basic_cancel("c2", BasicCancelOptions::default())
+        .await
+        .unwrap();
     let err = ch2
-        .queue_declare("ad", QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            "ad",
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(code(&err), 404);
@@ -382,28 +556,54 @@ async fn exclusive_consumer_refuses_others() {
     let (_s, conn, ch) = setup().await;
     declare(&ch, "xc").await;
     let _c1 = ch
-        .basic_consume("xc", "c1", BasicConsumeOptions { exclusive: true, ..Default::default() }, FieldTable::default())
+        .basic_consume(
+            "xc",
+            "c1",
+            BasicConsumeOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let ch2 = conn.create_channel().await.unwrap();
     let err = ch2
-        .basic_consume("xc", "c2", BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            "xc",
+            "c2",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(code(&err), 403);
-    assert_eq!(text(&err), "ACCESS_REFUSED - queue 'xc' in vhost '/' in exclusive use");
+    assert_eq!(
+        text(&err),
+        "ACCESS_REFUSED - queue 'xc' in vhost '/' in exclusive use"
+    );
 }
 
 #[tokio::test]
 async fn deleting_a_queue_cancels_its_consumers() {
     let (_s, conn, ch) = setup().await;
     declare(&ch, "del").await;
-    let mut consumer = ch.basic_consume("del", "c", BasicConsumeOptions::default(), FieldTable::default()).await.unwrap();
+    let mut consumer = ch
+        .basic_consume(
+            "del",
+            "c",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
     let ch2 = conn.create_channel().await.unwrap();
     publish(&ch2, "", "del", b"1").await;
     let d = next_delivery(&mut consumer).await;
     assert_eq!(d.data, b"1");
-    ch2.queue_delete("del", QueueDeleteOptions::default()).await.unwrap();
+    ch2.queue_delete("del", QueueDeleteOptions::default())
+        .await
+        .unwrap();
     // The consumer stream ends when the broker cancels it.
     assert!(within(consumer.next()).await.is_none());
     // Acking a message of the deleted queue is still fine.
@@ -418,22 +618,50 @@ async fn purge_and_delete_report_counts_and_conditions() {
     for _ in 0..4 {
         publish(&ch, "", "pd", b"x").await;
     }
-    assert_eq!(ch.queue_purge("pd", QueuePurgeOptions::default()).await.unwrap(), 4);
+    assert_eq!(
+        ch.queue_purge("pd", QueuePurgeOptions::default())
+            .await
+            .unwrap(),
+        4
+    );
     publish(&ch, "", "pd", b"x").await;
     let err = ch
-        .queue_delete("pd", QueueDeleteOptions { if_empty: true, ..Default::default() })
+        .queue_delete(
+            "pd",
+            QueueDeleteOptions {
+                if_empty: true,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(code(&err), 406);
-    assert_eq!(text(&err), "PRECONDITION_FAILED - queue 'pd' in vhost '/' not empty");
+    assert_eq!(
+        text(&err),
+        "PRECONDITION_FAILED - queue 'pd' in vhost '/' not empty"
+    );
     let ch = conn.create_channel().await.unwrap();
     let _c = ch
-        .basic_consume("pd", "c", BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+        .basic_consume(
+            "pd",
+            "c",
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let ch2 = conn.create_channel().await.unwrap();
     let err = ch2
-        .queue_delete("pd", QueueDeleteOptions { if_unused: true, ..Default::default() })
+        .queue_delete(
+            "pd",
+            QueueDeleteOptions {
+                if_unused: true,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(code(&err), 406);
@@ -441,9 +669,19 @@ async fn purge_and_delete_report_counts_and_conditions() {
     declare(&ch2, "pd3").await;
     publish(&ch2, "", "pd3", b"x").await;
     publish(&ch2, "", "pd3", b"y").await;
-    assert_eq!(ch2.queue_delete("pd3", QueueDeleteOptions::default()).await.unwrap(), 2);
+    assert_eq!(
+        ch2.queue_delete("pd3", QueueDeleteOptions::default())
+            .await
+            .unwrap(),
+        2
+    );
     // Deleting what does not exist succeeds.
-    assert_eq!(ch2.queue_delete("pd3", QueueDeleteOptions::default()).await.unwrap(), 0);
+    assert_eq!(
+        ch2.queue_delete("pd3", QueueDeleteOptions::default())
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -453,20 +691,66 @@ async fn exchange_types_route_as_rabbitmq_does() {
         declare(&ch, q).await;
     }
     let none = FieldTable::default();
-    ch.exchange_declare("ex.d", ExchangeKind::Direct, Default::default(), none.clone()).await.unwrap();
-    ch.exchange_declare("ex.f", ExchangeKind::Fanout, Default::default(), none.clone()).await.unwrap();
-    ch.exchange_declare("ex.t", ExchangeKind::Topic, Default::default(), none.clone()).await.unwrap();
-    ch.exchange_declare("ex.h", ExchangeKind::Headers, Default::default(), none.clone()).await.unwrap();
-    ch.queue_bind("d", "ex.d", "key", Default::default(), none.clone()).await.unwrap();
-    ch.queue_bind("f1", "ex.f", "", Default::default(), none.clone()).await.unwrap();
-    ch.queue_bind("f2", "ex.f", "ignored", Default::default(), none.clone()).await.unwrap();
-    ch.queue_bind("t1", "ex.t", "stock.*.nyse", Default::default(), none.clone()).await.unwrap();
-    ch.queue_bind("t2", "ex.t", "stock.#", Default::default(), none.clone()).await.unwrap();
+    ch.exchange_declare(
+        "ex.d",
+        ExchangeKind::Direct,
+        Default::default(),
+        none.clone(),
+    )
+    .await
+    .unwrap();
+    ch.exchange_declare(
+        "ex.f",
+        ExchangeKind::Fanout,
+        Default::default(),
+        none.clone(),
+    )
+    .await
+    .unwrap();
+    ch.exchange_declare(
+        "ex.t",
+        ExchangeKind::Topic,
+        Default::default(),
+        none.clone(),
+    )
+    .await
+    .unwrap();
+    ch.exchange_declare(
+        "ex.h",
+        ExchangeKind::Headers,
+        Default::default(),
+        none.clone(),
+    )
+    .await
+    .unwrap();
+    ch.queue_bind("d", "ex.d", "key", Default::default(), none.clone())
+        .await
+        .unwrap();
+    ch.queue_bind("f1", "ex.f", "", Default::default(), none.clone())
+        .await
+        .unwrap();
+    ch.queue_bind("f2", "ex.f", "ignored", Default::default(), none.clone())
+        .await
+        .unwrap();
+    ch.queue_bind(
+        "t1",
+        "ex.t",
+        "stock.*.nyse",
+        Default::default(),
+        none.clone(),
+    )
+    .await
+    .unwrap();
+    ch.queue_bind("t2", "ex.t", "stock.#", Default::default(), none.clone())
+        .await
+        .unwrap();
     let mut hargs = FieldTable::default();
     hargs.insert("x-match".into(), AMQPValue::LongString("any".into()));
     hargs.insert("format".into(), AMQPValue::LongString("pdf".into()));
     hargs.insert("type".into(), AMQPValue::LongString("report".into()));
-    ch.queue_bind("h", "ex.h", "", Default::default(), hargs).await.unwrap();
+    ch.queue_bind("h", "ex.h", "", Default::default(), hargs)
+        .await
+        .unwrap();
 
     publish(&ch, "ex.d", "key", b"d").await;
     publish(&ch, "ex.d", "other", b"lost").await;
@@ -475,12 +759,24 @@ async fn exchange_types_route_as_rabbitmq_does() {
     publish(&ch, "ex.t", "stock", b"t-hash-zero").await;
     let mut headers = FieldTable::default();
     headers.insert("type".into(), AMQPValue::LongString("report".into()));
-    ch.basic_publish("ex.h", "", Default::default(), b"h", BasicProperties::default().with_headers(headers))
-        .await
-        .unwrap();
-    ch.basic_publish("ex.h", "", Default::default(), b"h-miss", BasicProperties::default())
-        .await
-        .unwrap();
+    ch.basic_publish(
+        "ex.h",
+        "",
+        Default::default(),
+        b"h",
+        BasicProperties::default().with_headers(headers),
+    )
+    .await
+    .unwrap();
+    ch.basic_publish(
+        "ex.h",
+        "",
+        Default::default(),
+        b"h-miss",
+        BasicProperties::default(),
+    )
+    .await
+    .unwrap();
 
     let drain = |q: &'static str| {
         let ch = ch.clone();
@@ -506,23 +802,53 @@ async fn exchange_to_exchange_and_alternate_exchange() {
     let none = FieldTable::default();
     declare(&ch, "e2e").await;
     declare(&ch, "unrouted").await;
-    ch.exchange_declare("src", ExchangeKind::Topic, Default::default(), none.clone()).await.unwrap();
-    ch.exchange_declare("dst", ExchangeKind::Fanout, Default::default(), none.clone()).await.unwrap();
-    ch.exchange_bind("dst", "src", "a.#", Default::default(), none.clone()).await.unwrap();
-    ch.queue_bind("e2e", "dst", "", Default::default(), none.clone()).await.unwrap();
-    ch.exchange_declare("ae", ExchangeKind::Fanout, Default::default(), none.clone()).await.unwrap();
-    ch.queue_bind("unrouted", "ae", "", Default::default(), none.clone()).await.unwrap();
+    ch.exchange_declare("src", ExchangeKind::Topic, Default::default(), none.clone())
+        .await
+        .unwrap();
+    ch.exchange_declare(
+        "dst",
+        ExchangeKind::Fanout,
+        Default::default(),
+        none.clone(),
+    )
+    .await
+    .unwrap();
+    ch.exchange_bind("dst", "src", "a.#", Default::default(), none.clone())
+        .await
+        .unwrap();
+    ch.queue_bind("e2e", "dst", "", Default::default(), none.clone())
+        .await
+        .unwrap();
+    ch.exchange_declare("ae", ExchangeKind::Fanout, Default::default(), none.clone())
+        .await
+        .unwrap();
+    ch.queue_bind("unrouted", "ae", "", Default::default(), none.clone())
+        .await
+        .unwrap();
     let mut args = FieldTable::default();
-    args.insert("alternate-exchange".into(), AMQPValue::LongString("ae".into()));
-    ch.exchange_declare("main", ExchangeKind::Direct, Default::default(), args).await.unwrap();
+    args.insert(
+        "alternate-exchange".into(),
+        AMQPValue::LongString("ae".into()),
+    );
+    ch.exchange_declare("main", ExchangeKind::Direct, Default::default(), args)
+        .await
+        .unwrap();
 
     publish(&ch, "src", "a.b", b"through").await;
     publish(&ch, "src", "b", b"dropped").await;
     publish(&ch, "main", "nobody", b"alt").await;
-    assert_eq!(get(&ch, "e2e", true).await.unwrap().delivery.data, b"through");
+    assert_eq!(
+        get(&ch, "e2e", true).await.unwrap().delivery.data,
+        b"through"
+    );
     assert!(get(&ch, "e2e", true).await.is_none());
-    assert_eq!(get(&ch, "unrouted", true).await.unwrap().delivery.data, b"alt");
-    ch.exchange_unbind("dst", "src", "a.#", Default::default(), none).await.unwrap();
+    assert_eq!(
+        get(&ch, "unrouted", true).await.unwrap().delivery.data,
+        b"alt"
+    );
+    ch.exchange_unbind("dst", "src", "a.#", Default::default(), none)
+        .await
+        .unwrap();
     publish(&ch, "src", "a.b", b"gone").await;
     assert!(get(&ch, "e2e", true).await.is_none());
 }
@@ -533,29 +859,62 @@ async fn exchange_errors() {
     let none = FieldTable::default();
     let ch = conn.create_channel().await.unwrap();
     let err = ch
-        .exchange_declare("nope", ExchangeKind::Direct, ExchangeDeclareOptions { passive: true, ..Default::default() }, none.clone())
+        .exchange_declare(
+            "nope",
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            none.clone(),
+        )
         .await
         .unwrap_err();
     assert_eq!(code(&err), 404);
     assert_eq!(text(&err), "NOT_FOUND - no exchange 'nope' in vhost '/'");
     let ch = conn.create_channel().await.unwrap();
-    ch.exchange_declare("logs", ExchangeKind::Direct, Default::default(), none.clone()).await.unwrap();
+    ch.exchange_declare(
+        "logs",
+        ExchangeKind::Direct,
+        Default::default(),
+        none.clone(),
+    )
+    .await
+    .unwrap();
     let err = ch
-        .exchange_declare("logs", ExchangeKind::Fanout, Default::default(), none.clone())
+        .exchange_declare(
+            "logs",
+            ExchangeKind::Fanout,
+            Default::default(),
+            none.clone(),
+        )
         .await
         .unwrap_err();
     assert_eq!(code(&err), 406);
     let ch = conn.create_channel().await.unwrap();
     let err = ch
-        .exchange_declare("amq.custom", ExchangeKind::Direct, Default::default(), none.clone())
+        .exchange_declare(
+            "amq.custom",
+            ExchangeKind::Direct,
+            Default::default(),
+            none.clone(),
+        )
         .await
         .unwrap_err();
     assert_eq!(code(&err), 403);
     let ch = conn.create_channel().await.unwrap();
     declare(&ch, "q").await;
-    ch.queue_bind("q", "logs", "k", Default::default(), none.clone()).await.unwrap();
+    ch.queue_bind("q", "logs", "k", Default::default(), none.clone())
+        .await
+        .unwrap();
     let err = ch
-        .exchange_delete("logs", ExchangeDeleteOptions { if_unused: true, ..Default::default() })
+        .exchange_delete(
+            "logs",
+            ExchangeDeleteOptions {
+                if_unused: true,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(code(&err), 406);
@@ -566,9 +925,17 @@ async fn exchange_errors() {
         .unwrap_err();
     assert_eq!(code(&err), 404);
     let ch = conn.create_channel().await.unwrap();
-    ch.exchange_declare("internal.x", ExchangeKind::Fanout, ExchangeDeclareOptions { internal: true, ..Default::default() }, none.clone())
-        .await
-        .unwrap();
+    ch.exchange_declare(
+        "internal.x",
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions {
+            internal: true,
+            ..Default::default()
+        },
+        none.clone(),
+    )
+    .await
+    .unwrap();
     publish(&ch, "internal.x", "", b"x").await;
     let err = declare_err(&ch, "q").await;
     assert_eq!(code(&err), 403);
@@ -579,7 +946,12 @@ async fn exchange_errors() {
     // An unknown exchange type is a connection error (503).
     let ch = conn.create_channel().await.unwrap();
     let err = ch
-        .exchange_declare("odd", ExchangeKind::Custom("x-unknown".into()), Default::default(), none)
+        .exchange_declare(
+            "odd",
+            ExchangeKind::Custom("x-unknown".into()),
+            Default::default(),
+            none,
+        )
         .await
         .unwrap_err();
     assert_eq!(code(&err), 503);
@@ -590,9 +962,20 @@ async fn exchange_errors() {
 #[tokio::test]
 async fn mandatory_unroutable_is_returned_before_its_confirm() {
     let (_s, _c, ch) = setup().await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
     let confirm = ch
-        .basic_publish("", "no-such-queue", BasicPublishOptions { mandatory: true, ..Default::default() }, b"r", BasicProperties::default())
+        .basic_publish(
+            "",
+            "no-such-queue",
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            b"r",
+            BasicProperties::default(),
+        )
         .await
         .unwrap()
         .await
@@ -611,20 +994,35 @@ async fn mandatory_unroutable_is_returned_before_its_confirm() {
 async fn publisher_confirms_ack_every_message() {
     let (_s, _c, ch) = setup().await;
     declare(&ch, "pc").await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
     let mut confirms = Vec::new();
     for i in 0..1000u32 {
         confirms.push(
-            ch.basic_publish("", "pc", Default::default(), &i.to_be_bytes(), BasicProperties::default())
-                .await
-                .unwrap(),
+            ch.basic_publish(
+                "",
+                "pc",
+                Default::default(),
+                &i.to_be_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap(),
         );
     }
     for c in confirms {
         assert!(within(c).await.unwrap().is_ack());
     }
     let q = ch
-        .queue_declare("pc", QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            "pc",
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     assert_eq!(q.message_count(), 1000);
@@ -651,11 +1049,16 @@ async fn transactions_commit_and_rollback() {
     // An ack inside a rolled-back transaction leaves the message unacked.
     m.delivery.ack(BasicAckOptions::default()).await.unwrap();
     ch.tx_rollback().await.unwrap();
-    ch.basic_recover(BasicRecoverOptions { requeue: true }).await.unwrap();
+    ch.basic_recover(BasicRecoverOptions { requeue: true })
+        .await
+        .unwrap();
     let again = get(&other, "tx", true).await.unwrap();
     assert_eq!(again.delivery.data, b"1");
     assert!(again.delivery.redelivered);
-    let err = ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap_err();
+    let err = ch
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), 406);
 }
 
@@ -664,13 +1067,31 @@ async fn channel_flow_pauses_deliveries() {
     let (_s, _c, ch) = setup().await;
     declare(&ch, "flow").await;
     let mut consumer = ch
-        .basic_consume("flow", "c", BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+        .basic_consume(
+            "flow",
+            "c",
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
-    assert!(!ch.channel_flow(ChannelFlowOptions { active: false }).await.unwrap());
+    assert!(!ch
+        .channel_flow(ChannelFlowOptions { active: false })
+        .await
+        .unwrap());
     publish(&ch, "", "flow", b"x").await;
-    assert!(tokio::time::timeout(Duration::from_millis(300), consumer.next()).await.is_err());
-    assert!(ch.channel_flow(ChannelFlowOptions { active: true }).await.unwrap());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), consumer.next())
+            .await
+            .is_err()
+    );
+    assert!(ch
+        .channel_flow(ChannelFlowOptions { active: true })
+        .await
+        .unwrap());
     assert_eq!(next_delivery(&mut consumer).await.data, b"x");
 }
 
@@ -681,7 +1102,9 @@ async fn recover_requeues_unacked() {
     publish(&ch, "", "rec", b"x").await;
     let m = get(&ch, "rec", false).await.unwrap();
     assert!(!m.delivery.redelivered);
-    ch.basic_recover(BasicRecoverOptions { requeue: true }).await.unwrap();
+    ch.basic_recover(BasicRecoverOptions { requeue: true })
+        .await
+        .unwrap();
     let m = get(&ch, "rec", true).await.unwrap();
     assert!(m.delivery.redelivered);
 }
@@ -711,7 +1134,9 @@ async fn many_connections_and_channels_work_concurrently() {
     for p in 0..8u8 {
         let uri = server.uri();
         tasks.push(tokio::spawn(async move {
-            let c = Connection::connect(&uri, ConnectionProperties::default()).await.unwrap();
+            let c = Connection::connect(&uri, ConnectionProperties::default())
+                .await
+                .unwrap();
             let ch = c.create_channel().await.unwrap();
             for i in 0..250u16 {
                 let mut body = vec![p];
@@ -722,15 +1147,30 @@ async fn many_connections_and_channels_work_concurrently() {
         }));
     }
     let mut consumer = ch
-        .basic_consume("many", "c", BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+        .basic_consume(
+            "many",
+            "c",
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let mut last = [None::<u16>; 8];
     for _ in 0..2000 {
         let d = next_delivery(&mut consumer).await;
-        let (p, i) = (d.data[0] as usize, u16::from_be_bytes([d.data[1], d.data[2]]));
+        let (p, i) = (
+            d.data[0] as usize,
+            u16::from_be_bytes([d.data[1], d.data[2]]),
+        );
         // Per-publisher order is preserved.
-        assert!(last[p].map_or(true, |prev| i == prev + 1), "publisher {p}: {i} after {:?}", last[p]);
+        assert!(
+            last[p].is_none_or(|prev| i == prev + 1),
+            "publisher {p}: {i} after {:?}",
+            last[p]
+        );
         last[p] = Some(i);
     }
     for t in tasks {

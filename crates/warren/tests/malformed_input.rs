@@ -43,10 +43,11 @@ impl Raw {
             if let Some(f) = parse_frame(&mut self.buf, 0).expect("server sent a bad frame") {
                 return Some(f);
             }
-            let n = tokio::time::timeout(Duration::from_secs(5), self.stream.read_buf(&mut self.buf))
-                .await
-                .expect("timed out waiting for the server")
-                .unwrap_or(0);
+            let n =
+                tokio::time::timeout(Duration::from_secs(5), self.stream.read_buf(&mut self.buf))
+                    .await
+                    .expect("timed out waiting for the server")
+                    .unwrap_or(0);
             if n == 0 {
                 return None;
             }
@@ -90,7 +91,10 @@ impl Raw {
     async fn handshake_with(addr: SocketAddr, frame_max: u32, heartbeat: u16) -> Raw {
         let mut raw = Raw::connect(addr).await;
         raw.send(PROTOCOL_HEADER).await;
-        assert!(matches!(raw.expect_method().await, Method::ConnectionStart(_)));
+        assert!(matches!(
+            raw.expect_method().await,
+            Method::ConnectionStart(_)
+        ));
         raw.method(
             0,
             ConnectionStartOk {
@@ -101,7 +105,10 @@ impl Raw {
             },
         )
         .await;
-        assert!(matches!(raw.expect_method().await, Method::ConnectionTune(_)));
+        assert!(matches!(
+            raw.expect_method().await,
+            Method::ConnectionTune(_)
+        ));
         raw.method(
             0,
             ConnectionTuneOk {
@@ -119,7 +126,10 @@ impl Raw {
             },
         )
         .await;
-        assert!(matches!(raw.expect_method().await, Method::ConnectionOpenOk(_)));
+        assert!(matches!(
+            raw.expect_method().await,
+            Method::ConnectionOpenOk(_)
+        ));
         raw
     }
 
@@ -129,7 +139,10 @@ impl Raw {
 
     async fn open_channel(&mut self, id: u16) {
         self.method(id, ChannelOpen::default()).await;
-        assert!(matches!(self.expect_method().await, Method::ChannelOpenOk(_)));
+        assert!(matches!(
+            self.expect_method().await,
+            Method::ChannelOpenOk(_)
+        ));
     }
 }
 
@@ -145,7 +158,10 @@ async fn assert_healthy(addr: SocketAddr) {
         },
     )
     .await;
-    assert!(matches!(raw.expect_method().await, Method::QueueDeclareOk(_)));
+    assert!(matches!(
+        raw.expect_method().await,
+        Method::QueueDeclareOk(_)
+    ));
 }
 
 async fn server() -> (TestServer, SocketAddr) {
@@ -167,7 +183,11 @@ fn frame(kind: u8, channel: u16, payload: &[u8], end: u8) -> Vec<u8> {
 #[tokio::test]
 async fn wrong_protocol_header_gets_ours_back_and_socket_closed() {
     let (_s, addr) = server().await;
-    for header in [&b"AMQP\x00\x00\x09\x00"[..], b"AMQP\x01\x01\x00\x09", b"GET / HTTP/1.1\r\n\r\n"] {
+    for header in [
+        &b"AMQP\x00\x00\x09\x00"[..],
+        b"AMQP\x01\x01\x00\x09",
+        b"GET / HTTP/1.1\r\n\r\n",
+    ] {
         let mut raw = Raw::connect(addr).await;
         raw.send(header).await;
         let mut reply = Vec::new();
@@ -199,7 +219,10 @@ async fn bad_frame_end_and_unknown_frame_type_are_501() {
     let (_s, addr) = server().await;
     let mut payload = BytesMut::new();
     Method::from(ChannelOpen::default()).encode_payload(&mut payload);
-    for bytes in [frame(1, 1, &payload, 0xAB), frame(9, 1, &payload, FRAME_END)] {
+    for bytes in [
+        frame(1, 1, &payload, 0xAB),
+        frame(9, 1, &payload, FRAME_END),
+    ] {
         let mut raw = Raw::handshake(addr).await;
         raw.send(&bytes).await;
         let close = raw.expect_connection_close().await;
@@ -218,7 +241,10 @@ async fn unknown_method_is_503_naming_it() {
     p.extend_from_slice(&7u16.to_be_bytes());
     raw.send(&frame(1, 1, &p, FRAME_END)).await;
     let close = raw.expect_connection_close().await;
-    assert_eq!((close.reply_code, close.class_id, close.method_id), (503, 99, 7));
+    assert_eq!(
+        (close.reply_code, close.class_id, close.method_id),
+        (503, 99, 7)
+    );
     assert_healthy(addr).await;
 }
 
@@ -233,7 +259,8 @@ async fn truncated_method_is_502() {
         ..Default::default()
     })
     .encode_payload(&mut payload);
-    raw.send(&frame(1, 1, &payload[..payload.len() - 3], FRAME_END)).await;
+    raw.send(&frame(1, 1, &payload[..payload.len() - 3], FRAME_END))
+        .await;
     let close = raw.expect_connection_close().await;
     assert_eq!(close.reply_code, 502);
     assert_eq!((close.class_id, close.method_id), (50, 10));
@@ -337,20 +364,40 @@ async fn message_over_max_size_closes_only_the_channel() {
     let s = TestServer::with_config(config).await;
     let mut raw = Raw::handshake(s.addr).await;
     raw.open_channel(1).await;
-    raw.method(1, QueueDeclare { queue: "health".into(), ..Default::default() }).await;
-    assert!(matches!(raw.expect_method().await, Method::QueueDeclareOk(_)));
+    raw.method(
+        1,
+        QueueDeclare {
+            queue: "health".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(matches!(
+        raw.expect_method().await,
+        Method::QueueDeclareOk(_)
+    ));
     publish_frames(&mut raw, 2048, &[0u8; 2048]).await;
     match raw.expect_method().await {
-        Method::ChannelClose(c) => assert_eq!(
+        Method::ChannelClose(c) => {
+            assert_eq!(
             (c.reply_code, c.reply_text.as_str()),
             (406, "PRECONDITION_FAILED - message size 2048 is larger than configured max size 1024")
-        ),
+        )
+        }
         other => panic!("expected channel.close, got {other:?}"),
     }
     raw.method(1, ChannelCloseOk {}).await;
     // The same connection opens another channel and carries on.
     raw.open_channel(2).await;
-    raw.method(2, QueueDeclare { queue: "health".into(), passive: true, ..Default::default() }).await;
+    raw.method(
+        2,
+        QueueDeclare {
+            queue: "health".into(),
+            passive: true,
+            ..Default::default()
+        },
+    )
+    .await;
     match raw.expect_method().await {
         Method::QueueDeclareOk(ok) => assert_eq!(ok.message_count, 0),
         other => panic!("expected declare-ok, got {other:?}"),
@@ -368,7 +415,10 @@ async fn silent_clients_are_dropped_after_the_handshake_timeout() {
     raw.expect_eof().await;
     let mut raw = Raw::connect(s.addr).await;
     raw.send(PROTOCOL_HEADER).await;
-    assert!(matches!(raw.expect_method().await, Method::ConnectionStart(_)));
+    assert!(matches!(
+        raw.expect_method().await,
+        Method::ConnectionStart(_)
+    ));
     raw.expect_eof().await;
     assert_healthy(s.addr).await;
 }
@@ -386,7 +436,10 @@ async fn heartbeats_are_sent_and_a_silent_peer_is_dropped() {
     }
     assert!(heartbeats >= 1, "server sent no heartbeat");
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(1500) && waited < Duration::from_secs(5), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
     assert_healthy(addr).await;
 }
 
@@ -407,8 +460,20 @@ async fn frame_max_negotiation_is_checked() {
         )
         .await;
         raw.expect_method().await;
-        raw.method(0, ConnectionTuneOk { channel_max: 0, frame_max, heartbeat: 0 }).await;
-        assert_eq!(raw.expect_connection_close().await.reply_code, 530, "frame_max {frame_max}");
+        raw.method(
+            0,
+            ConnectionTuneOk {
+                channel_max: 0,
+                frame_max,
+                heartbeat: 0,
+            },
+        )
+        .await;
+        assert_eq!(
+            raw.expect_connection_close().await.reply_code,
+            530,
+            "frame_max {frame_max}"
+        );
     }
     assert_healthy(addr).await;
 }
@@ -454,7 +519,10 @@ async fn random_garbage_never_takes_the_server_down() {
         }
         // Keep the frame header plausible so the payload gets parsed.
         let kind = [1u8, 2, 3][round % 3];
-        let _ = raw.stream.write_all(&frame(kind, 1, &junk, FRAME_END)).await;
+        let _ = raw
+            .stream
+            .write_all(&frame(kind, 1, &junk, FRAME_END))
+            .await;
         let _ = raw.stream.write_all(&junk).await;
         drop(raw);
     }

@@ -88,21 +88,38 @@ mod tests {
 
     #[test]
     fn match_modes() {
-        let h = table(&[("format", s("pdf")), ("type", s("report")), ("x-tag", s("a"))]);
+        let h = table(&[
+            ("format", s("pdf")),
+            ("type", s("report")),
+            ("x-tag", s("a")),
+        ]);
         let cases = [
             (table(&[("format", s("pdf")), ("type", s("report"))]), true),
             (table(&[("format", s("pdf")), ("type", s("log"))]), false),
             (
-                table(&[("x-match", s("any")), ("format", s("zip")), ("type", s("report"))]),
+                table(&[
+                    ("x-match", s("any")),
+                    ("format", s("zip")),
+                    ("type", s("report")),
+                ]),
                 true,
             ),
             (table(&[("x-match", s("any")), ("format", s("zip"))]), false),
             (table(&[("format", FieldValue::Void)]), true),
             (table(&[("missing", FieldValue::Void)]), false),
             (table(&[("x-tag", s("b"))]), true),
-            (table(&[("x-match", s("all-with-x")), ("x-tag", s("b"))]), false),
-            (table(&[("x-match", s("all-with-x")), ("x-tag", s("a"))]), true),
-            (table(&[("x-match", s("any-with-x")), ("x-tag", s("a"))]), true),
+            (
+                table(&[("x-match", s("all-with-x")), ("x-tag", s("b"))]),
+                false,
+            ),
+            (
+                table(&[("x-match", s("all-with-x")), ("x-tag", s("a"))]),
+                true,
+            ),
+            (
+                table(&[("x-match", s("any-with-x")), ("x-tag", s("a"))]),
+                true,
+            ),
             (table(&[]), true),
             (table(&[("x-match", s("any"))]), false),
         ];
@@ -114,8 +131,14 @@ mod tests {
     #[test]
     fn integers_compare_by_value_across_widths() {
         let h = table(&[("n", FieldValue::I64(7))]);
-        assert!(headers_match(&table(&[("n", FieldValue::I32(7))]), Some(&h)));
-        assert!(!headers_match(&table(&[("n", FieldValue::I32(8))]), Some(&h)));
+        assert!(headers_match(
+            &table(&[("n", FieldValue::I32(7))]),
+            Some(&h)
+        ));
+        assert!(!headers_match(
+            &table(&[("n", FieldValue::I32(8))]),
+            Some(&h)
+        ));
     }
 
     #[test]

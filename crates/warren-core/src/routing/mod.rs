@@ -63,7 +63,12 @@ impl Router {
 
     /// Calls `out` for every destination whose binding matches (possibly
     /// more than once for one destination).
-    pub fn route(&self, key: &str, headers: Option<&FieldTable>, out: &mut dyn FnMut(&Destination)) {
+    pub fn route(
+        &self,
+        key: &str,
+        headers: Option<&FieldTable>,
+        out: &mut dyn FnMut(&Destination),
+    ) {
         match self {
             Router::Direct(r) => r.route(key, out),
             Router::Fanout(r) => r.route(out),
