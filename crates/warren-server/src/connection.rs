@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -34,6 +34,8 @@ use crate::queue::{Consumer, QueueCell};
 
 /// Stop reading from the client while this much output waits to be written.
 const WRITE_HIGH_WATER: usize = 1 << 20;
+/// Room made in the read buffer before each read, so reads stay large.
+const READ_RESERVE: usize = 64 * 1024;
 /// The least frame_max a client may negotiate (AMQP's frame-min-size).
 const FRAME_MIN_SIZE: u32 = 4096;
 /// How long the server waits for close-ok after sending connection.close.
@@ -168,7 +170,7 @@ pub async fn serve(
         id: broker.next_connection_id(),
         peer,
         phase: Phase::ProtocolHeader,
-        rbuf: BytesMut::with_capacity(64 * 1024),
+        rbuf: BytesMut::with_capacity(READ_RESERVE),
         out: Out {
             buf: BytesMut::with_capacity(64 * 1024),
             frame_max: broker.config.frame_max,
@@ -191,6 +193,9 @@ pub async fn serve(
     let mut stopping = false;
     while conn.phase != Phase::Closed {
         let tick = conn.next_tick();
+        if conn.rbuf.capacity() - conn.rbuf.len() < READ_RESERVE / 4 {
+            conn.rbuf.reserve(READ_RESERVE);
+        }
         let can_read = conn.out.buf.len() < WRITE_HIGH_WATER;
         let want_write = !conn.out.buf.is_empty();
         let wake = tokio::select! {
@@ -218,7 +223,7 @@ pub async fn serve(
             }
             Wake::Event(None) => {}
             Wake::Wrote(Ok(n)) => {
-                let _ = conn.out.buf.split_to(n);
+                conn.out.buf.advance(n);
                 conn.last_write = Instant::now();
                 if conn.out.buf.is_empty() && conn.out.buf.capacity() > 4 * WRITE_HIGH_WATER {
                     conn.out.buf = BytesMut::with_capacity(64 * 1024);
@@ -256,7 +261,13 @@ impl Connection {
             return Instant::now() + Duration::from_secs(3600);
         }
         let hb = Duration::from_secs(self.heartbeat as u64);
-        (self.last_write + hb / 2).min(self.last_read + hb * 2)
+        let silent_peer = self.last_read + hb * 2;
+        if self.out.buf.is_empty() {
+            (self.last_write + hb / 2).min(silent_peer)
+        } else {
+            // A write is pending; it will reset the heartbeat clock.
+            silent_peer
+        }
     }
 
     fn on_tick(&mut self) {
