@@ -27,5 +27,5 @@ pub use exchange::{Exchange, ExchangeKind};
 pub use message::{Message, QueuedMessage};
 pub use queue::QueueState;
 pub use routing::Destination;
-pub use store::{MemoryStore, MessageStore};
+pub use store::{MemoryStore, MessageStore, StoreError, SyncTicket};
 pub use vhost::VirtualHost;

@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::store::{StoreError, SyncTicket};
 use crate::{MemoryStore, Message, MessageStore, QueuedMessage};
 
 pub struct QueueState<C> {
@@ -26,22 +27,23 @@ impl<C: Clone> Default for QueueState<C> {
 impl<C: Clone> QueueState<C> {
     pub fn new(store: Box<dyn MessageStore>) -> Self {
         QueueState {
+            next_seq: store.next_seq(),
             store,
             consumers: VecDeque::new(),
-            next_seq: 0,
             unacked: 0,
         }
     }
 
-    /// Enqueues a published message at the tail.
-    pub fn publish(&mut self, message: Arc<Message>) {
+    /// Enqueues a published message at the tail. Returns the sync ticket
+    /// its confirmation must wait for, if any.
+    pub fn publish(&mut self, message: Arc<Message>) -> Result<Option<SyncTicket>, StoreError> {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.store.push(QueuedMessage {
             seq,
             message,
             redelivered: false,
-        });
+        })
     }
 
     /// Messages ready for delivery.
@@ -85,21 +87,26 @@ impl<C: Clone> QueueState<C> {
     pub fn next_delivery(
         &mut self,
         mut can_take: impl FnMut(&C) -> bool,
-    ) -> Option<(C, QueuedMessage)> {
+    ) -> Result<Option<(C, QueuedMessage)>, (C, StoreError)> {
         if self.store.is_empty() {
-            return None;
+            return Ok(None);
         }
         for _ in 0..self.consumers.len() {
-            let consumer = self.consumers.pop_front()?;
+            let Some(consumer) = self.consumers.pop_front() else {
+                break;
+            };
             let ok = can_take(&consumer);
-            self.consumers.push_back(consumer);
+            self.consumers.push_back(consumer.clone());
             if ok {
-                let msg = self.store.pop()?;
-                let consumer = self.consumers.back()?.clone();
-                return Some((consumer, msg));
+                return match self.store.pop() {
+                    Ok(Some(msg)) => Ok(Some((consumer, msg))),
+                    Ok(None) => Ok(None),
+                    // The consumer's reserved credit must be handed back.
+                    Err(e) => Err((consumer, e)),
+                };
             }
         }
-        None
+        Ok(None)
     }
 
     /// Records that a message taken by [`next_delivery`](Self::next_delivery)
@@ -111,13 +118,17 @@ impl<C: Clone> QueueState<C> {
     }
 
     /// Takes the oldest ready message (basic.get).
-    pub fn get(&mut self) -> Option<QueuedMessage> {
+    pub fn get(&mut self) -> Result<Option<QueuedMessage>, StoreError> {
         self.store.pop()
     }
 
-    /// Acknowledges `n` delivered messages.
-    pub fn ack(&mut self, n: usize) {
-        self.unacked = self.unacked.saturating_sub(n);
+    /// Settles a delivered message for good (acked, or rejected without
+    /// requeue). `counted`: it was counted by [`delivered`](Self::delivered).
+    pub fn ack(&mut self, msg: &QueuedMessage, counted: bool) -> Result<(), StoreError> {
+        if counted {
+            self.unacked = self.unacked.saturating_sub(1);
+        }
+        self.store.ack(msg)
     }
 
     /// Puts a delivered message back at its original position. `counted`
@@ -131,8 +142,13 @@ impl<C: Clone> QueueState<C> {
     }
 
     /// Drops every ready message, returning how many there were.
-    pub fn purge(&mut self) -> usize {
+    pub fn purge(&mut self) -> Result<usize, StoreError> {
         self.store.purge()
+    }
+
+    /// Removes the queue's stored messages for good (queue deleted).
+    pub fn destroy(&mut self) -> Result<(), StoreError> {
+        self.store.destroy()
     }
 }
 
@@ -162,31 +178,31 @@ mod tests {
         q.add_consumer(1);
         q.add_consumer(2);
         for b in ["a", "b", "c", "d"] {
-            q.publish(msg(b));
+            q.publish(msg(b)).unwrap();
         }
         let order: Vec<u32> = (0..3)
-            .map(|_| q.next_delivery(|c| *c != 3).unwrap().0)
+            .map(|_| q.next_delivery(|c| *c != 3).ok().flatten().unwrap().0)
             .collect();
         assert_eq!(order, vec![1, 2, 1]);
-        let (c, m) = q.next_delivery(|c| *c == 1).unwrap();
+        let (c, m) = q.next_delivery(|c| *c == 1).ok().flatten().unwrap();
         assert_eq!((c, body(&m)), (1, b"d".as_slice()));
-        assert!(q.next_delivery(|_| true).is_none());
+        assert!(q.next_delivery(|_| true).ok().flatten().is_none());
     }
 
     #[test]
     fn requeue_restores_publication_order() {
         let mut q: QueueState<u32> = QueueState::default();
         for b in ["a", "b", "c", "d"] {
-            q.publish(msg(b));
+            q.publish(msg(b)).unwrap();
         }
-        let a = q.get().unwrap();
-        let b = q.get().unwrap();
-        let c = q.get().unwrap();
+        let a = q.get().unwrap().unwrap();
+        let b = q.get().unwrap().unwrap();
+        let c = q.get().unwrap().unwrap();
         for mut m in [c, a, b] {
             m.redelivered = true;
             q.requeue(m, false);
         }
-        let got: Vec<_> = std::iter::from_fn(|| q.get()).collect();
+        let got: Vec<_> = std::iter::from_fn(|| q.get().unwrap()).collect();
         let bodies: Vec<&[u8]> = got.iter().map(body).collect();
         assert_eq!(bodies, vec![b"a".as_slice(), b"b", b"c", b"d"]);
         assert!(got[..3].iter().all(|m| m.redelivered));

@@ -1,29 +1,59 @@
-//! Where a queue keeps its ready messages.
+//! Where a queue keeps its messages.
 //!
 //! [`MessageStore`] is the seam between a queue's logic and its storage: the
-//! in-memory store below serves transient queues today, and a disk-first
-//! store implements the same trait without the queue or routing changing.
+//! in-memory store below serves transient queues, and the disk-first store
+//! (crate `warren-store`) implements the same trait, so neither the queue
+//! nor routing changes with the backend.
 
 use std::collections::VecDeque;
 
 use crate::QueuedMessage;
 
-/// The ready (not yet delivered) messages of one queue, in publication
-/// order.
+/// A storage failure. The queue reports it; the server decides what the
+/// client sees (a nack for a confirmed publish, a logged error otherwise).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+}
+
+/// A point in the store's write history: once the storage layer reports
+/// this ticket synced, everything written before it is on stable storage.
+pub type SyncTicket = u64;
+
+/// The messages of one queue: ready ones in publication order, plus what it
+/// takes to track delivered ones until they are settled.
 pub trait MessageStore: Send {
-    /// Appends a newly published message.
-    fn push(&mut self, msg: QueuedMessage);
-    /// Takes the oldest ready message.
-    fn pop(&mut self) -> Option<QueuedMessage>;
+    /// Appends a newly published message. Returns the sync ticket that must
+    /// be reached before the message may be confirmed, or `None` if it need
+    /// not wait (transient message, or an in-memory store).
+    fn push(&mut self, msg: QueuedMessage) -> Result<Option<SyncTicket>, StoreError>;
+    /// Takes the oldest ready message for delivery.
+    fn pop(&mut self) -> Result<Option<QueuedMessage>, StoreError>;
     /// Puts a delivered message back at its original position.
     fn requeue(&mut self, msg: QueuedMessage);
+    /// Forgets a delivered message for good (acked, or rejected without
+    /// requeue).
+    fn ack(&mut self, msg: &QueuedMessage) -> Result<(), StoreError>;
     /// Number of ready messages.
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
     /// Drops every ready message, returning how many there were.
-    fn purge(&mut self) -> usize;
+    fn purge(&mut self) -> Result<usize, StoreError>;
+    /// The sequence number the next published message gets (after a
+    /// recovery, one past the highest recovered).
+    fn next_seq(&self) -> u64 {
+        0
+    }
+    /// Removes whatever the store keeps outside memory (the queue was
+    /// deleted).
+    fn destroy(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Ready messages held in memory, ordered by sequence number.
@@ -33,12 +63,13 @@ pub struct MemoryStore {
 }
 
 impl MessageStore for MemoryStore {
-    fn push(&mut self, msg: QueuedMessage) {
+    fn push(&mut self, msg: QueuedMessage) -> Result<Option<SyncTicket>, StoreError> {
         self.ready.push_back(msg);
+        Ok(None)
     }
 
-    fn pop(&mut self) -> Option<QueuedMessage> {
-        self.ready.pop_front()
+    fn pop(&mut self) -> Result<Option<QueuedMessage>, StoreError> {
+        Ok(self.ready.pop_front())
     }
 
     fn requeue(&mut self, msg: QueuedMessage) {
@@ -54,13 +85,17 @@ impl MessageStore for MemoryStore {
         }
     }
 
+    fn ack(&mut self, _msg: &QueuedMessage) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     fn len(&self) -> usize {
         self.ready.len()
     }
 
-    fn purge(&mut self) -> usize {
+    fn purge(&mut self) -> Result<usize, StoreError> {
         let n = self.ready.len();
         self.ready.clear();
-        n
+        Ok(n)
     }
 }

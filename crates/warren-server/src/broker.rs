@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use warren_core::VirtualHost;
+use tokio::sync::watch;
+use warren_core::{SyncTicket, VirtualHost};
 
 use crate::queue::QueueCell;
 use crate::ServerConfig;
@@ -20,6 +21,10 @@ pub struct Broker {
     pub config: ServerConfig,
     vhosts: HashMap<String, Arc<VHost>>,
     next_connection: AtomicU64,
+    /// How far the message store has synced; confirms wait on it.
+    synced: watch::Receiver<SyncTicket>,
+    /// Kept so the channel stays open when no store reports syncs.
+    _sync_source: watch::Sender<SyncTicket>,
 }
 
 impl Broker {
@@ -34,15 +39,22 @@ impl Broker {
                 )
             })
             .collect();
+        let (sync_source, synced) = watch::channel(0);
         Arc::new(Broker {
             config,
             vhosts,
             next_connection: AtomicU64::new(1),
+            synced,
+            _sync_source: sync_source,
         })
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
         self.vhosts.get(name).cloned()
+    }
+
+    pub fn synced(&self) -> watch::Receiver<SyncTicket> {
+        self.synced.clone()
     }
 
     pub fn next_connection_id(&self) -> u64 {

@@ -11,18 +11,18 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use warren_core::exchange::ExchangeSpec;
 use warren_core::names;
-use warren_core::{AmqpError, Destination, ExchangeKind, Message, QueuedMessage};
+use warren_core::{AmqpError, Destination, ExchangeKind, Message, QueuedMessage, SyncTicket};
 use warren_protocol::{
     AccessRequestOk, BasicAck, BasicCancel, BasicCancelOk, BasicConsumeOk, BasicDeliver,
-    BasicGetEmpty, BasicGetOk, BasicProperties, BasicPublish, BasicQosOk, BasicRecoverOk,
-    BasicReturn, ChannelClose, ChannelCloseOk, ChannelFlowOk, ConfirmSelectOk, ContentHeader,
-    ExchangeBindOk, ExchangeDeclareOk, ExchangeDeleteOk, ExchangeUnbindOk, FramePayload, Method,
-    QueueBindOk, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk, QueueUnbindOk, ReplyCode, TxCommitOk,
-    TxRollbackOk, TxSelectOk, BASIC_CLASS_ID,
+    BasicGetEmpty, BasicGetOk, BasicNack, BasicProperties, BasicPublish, BasicQosOk,
+    BasicRecoverOk, BasicReturn, ChannelClose, ChannelCloseOk, ChannelFlowOk, ConfirmSelectOk,
+    ContentHeader, ExchangeBindOk, ExchangeDeclareOk, ExchangeDeleteOk, ExchangeUnbindOk,
+    FramePayload, Method, QueueBindOk, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk, QueueUnbindOk,
+    ReplyCode, TxCommitOk, TxRollbackOk, TxSelectOk, BASIC_CLASS_ID,
 };
 
 use crate::connection::{ConnCtx, Out};
-use crate::queue::{ChannelLimit, Consumer, QueueCell, QueueSpec};
+use crate::queue::{ChannelLimit, Consumer, Enqueued, QueueCell, QueueSpec};
 
 /// A publish whose content is still arriving.
 struct Pending {
@@ -41,16 +41,21 @@ struct Unacked {
     consumer: Option<Arc<Consumer>>,
 }
 
+/// Publisher confirms of a channel in confirm mode.
 #[derive(Default)]
 struct Confirms {
-    next_seq: u64,
-    pending_upto: u64,
-    sent_upto: u64,
+    /// Sequence number of the last publish.
+    seq: u64,
+    /// Publishes not yet confirmed, in order: sequence number, the sync
+    /// ticket the confirm waits for (0: none), and whether it failed.
+    pending: VecDeque<(u64, SyncTicket, bool)>,
 }
 
 #[derive(Default)]
 struct TxBuffer {
     publishes: Vec<(BasicPublish, Arc<Message>)>,
+    /// A commit waiting for its messages to be synced before commit-ok.
+    commit_waits_for: Option<SyncTicket>,
     /// Acked or rejected inside the transaction: (entry, requeue).
     settles: Vec<(Unacked, Option<bool>)>,
 }
@@ -133,7 +138,10 @@ pub fn delete_queue(
     let (count, consumers) = {
         let mut inner = q.state.lock();
         inner.deleted = true;
-        let count = inner.queue.purge() as u32;
+        let count = inner.queue.ready_count() as u32;
+        if let Err(err) = inner.queue.destroy() {
+            tracing::error!(queue = name, %err, "cannot remove stored messages");
+        }
         (count, inner.queue.take_consumers())
     };
     for c in consumers {
@@ -161,17 +169,17 @@ fn detach_consumer(ctx: &ConnCtx, consumer: &Arc<Consumer>) {
 }
 
 /// Settles delivered messages: acks them, or requeues them (marked
-/// redelivered) when `requeue`. Entries are in tag order; consecutive
-/// entries of one queue are settled under one lock.
+/// redelivered) when `requeue`. Consecutive entries of one queue are settled
+/// under one lock.
 fn settle(entries: impl IntoIterator<Item = Unacked>, requeue: bool) {
     let mut batch: Vec<QueuedMessage> = Vec::new();
     let mut current: Option<Arc<QueueCell>> = None;
-    let mut acked = 0usize;
-    let flush = |q: &Arc<QueueCell>, batch: &mut Vec<QueuedMessage>, acked: &mut usize| {
+    let flush = |q: &Arc<QueueCell>, batch: &mut Vec<QueuedMessage>| {
         if requeue {
             q.requeue(batch.drain(..), true);
         } else {
-            q.ack(std::mem::take(acked));
+            q.ack(batch, true);
+            batch.clear();
         }
     };
     for mut e in entries {
@@ -180,19 +188,15 @@ fn settle(entries: impl IntoIterator<Item = Unacked>, requeue: bool) {
         }
         if current.as_ref().is_some_and(|q| !Arc::ptr_eq(q, &e.queue)) {
             if let Some(q) = current.take() {
-                flush(&q, &mut batch, &mut acked);
+                flush(&q, &mut batch);
             }
         }
         e.msg.redelivered = true;
-        if requeue {
-            batch.push(e.msg);
-        } else {
-            acked += 1;
-        }
+        batch.push(e.msg);
         current = Some(e.queue);
     }
     if let Some(q) = current {
-        flush(&q, &mut batch, &mut acked);
+        flush(&q, &mut batch);
     }
 }
 
@@ -339,12 +343,14 @@ impl Channel {
             tx.publishes.push((publish, msg));
             return Ok(());
         }
+        let outcome = self.route(ctx, out, &publish, msg)?;
         if let Some(c) = self.confirm.as_mut() {
-            c.next_seq += 1;
-        }
-        self.route(ctx, out, &publish, msg)?;
-        if let Some(c) = self.confirm.as_mut() {
-            c.pending_upto = c.next_seq;
+            c.seq += 1;
+            let (ticket, failed) = match outcome {
+                Ok(ticket) => (ticket, false),
+                Err(()) => (0, true),
+            };
+            c.pending.push_back((c.seq, ticket, failed));
             if !ctx.confirm_dirty.contains(&self.id) {
                 ctx.confirm_dirty.push(self.id);
             }
@@ -353,14 +359,16 @@ impl Channel {
     }
 
     /// Routes a complete message and enqueues it on every matching queue;
-    /// returns it to the publisher if mandatory and unroutable.
+    /// returns it to the publisher if mandatory and unroutable. The inner
+    /// result is the sync ticket the confirm waits for, or `Err` if a queue
+    /// could not store it (the publish is then nacked).
     fn route(
         &mut self,
         ctx: &mut ConnCtx,
         out: &mut Out,
         publish: &BasicPublish,
         msg: Arc<Message>,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<Result<SyncTicket, ()>, AmqpError> {
         let targets = &mut ctx.route_buf;
         targets.clear();
         {
@@ -394,27 +402,84 @@ impl Channel {
                     &msg,
                 );
             }
-            return Ok(());
+            return Ok(Ok(0));
         }
+        let mut result = Ok(0);
         for q in targets.drain(..) {
-            q.publish(Arc::clone(&msg));
-        }
-        Ok(())
-    }
-
-    pub fn flush_confirms(&mut self, out: &mut Out) {
-        if let Some(c) = self.confirm.as_mut() {
-            if c.pending_upto > c.sent_upto && !self.closing {
-                out.method(
-                    self.id,
-                    BasicAck {
-                        delivery_tag: c.pending_upto,
-                        multiple: c.pending_upto - c.sent_upto > 1,
-                    },
-                );
-                c.sent_upto = c.pending_upto;
+            match q.publish(Arc::clone(&msg)) {
+                Enqueued::Stored(Some(ticket)) => {
+                    if let Ok(t) = result.as_mut() {
+                        *t = ticket.max(*t);
+                    }
+                }
+                Enqueued::Stored(None) | Enqueued::QueueDeleted => {}
+                Enqueued::Failed(_) => result = Err(()),
             }
         }
+        Ok(result)
+    }
+
+    /// Sends the confirms (and a deferred tx.commit-ok) whose messages are
+    /// on stable storage as of `synced`. Consecutive acks (or nacks) go out
+    /// as one `multiple` confirm. Returns true while anything still waits.
+    pub fn flush_confirms(&mut self, out: &mut Out, synced: SyncTicket) -> bool {
+        let mut waiting = false;
+        if let Some(tx) = self.tx.as_mut() {
+            if let Some(t) = tx.commit_waits_for {
+                if t <= synced {
+                    tx.commit_waits_for = None;
+                    out.method(self.id, TxCommitOk {});
+                } else {
+                    waiting = true;
+                }
+            }
+        }
+        let Some(c) = self.confirm.as_mut() else {
+            return waiting;
+        };
+        // (first seq, last seq, nack) of the run being built.
+        let mut run: Option<(u64, u64, bool)> = None;
+        let id = self.id;
+        let mut emit = |run: (u64, u64, bool)| {
+            let (first, last, nack) = run;
+            let multiple = last > first;
+            if nack {
+                out.method(
+                    id,
+                    BasicNack {
+                        delivery_tag: last,
+                        multiple,
+                        requeue: false,
+                    },
+                );
+            } else {
+                out.method(
+                    id,
+                    BasicAck {
+                        delivery_tag: last,
+                        multiple,
+                    },
+                );
+            }
+        };
+        while let Some(&(seq, ticket, failed)) = c.pending.front() {
+            if ticket > synced {
+                break;
+            }
+            c.pending.pop_front();
+            run = match run {
+                Some((first, _, nack)) if nack == failed => Some((first, seq, nack)),
+                Some(done) => {
+                    emit(done);
+                    Some((seq, seq, failed))
+                }
+                None => Some((seq, seq, failed)),
+            };
+        }
+        if let Some(done) = run {
+            emit(done);
+        }
+        waiting || !c.pending.is_empty()
     }
 
     /// Writes a delivery to the client, or hands the message back if this
@@ -677,7 +742,7 @@ impl Channel {
             }
             Method::QueuePurge(m) => {
                 let q = find_queue(ctx, &self.queue_name(&m.queue)?)?;
-                let n = q.state.lock().queue.purge() as u32;
+                let n = q.state.lock().queue.purge().map_err(store_failure)? as u32;
                 if !m.nowait {
                     out.method(id, QueuePurgeOk { message_count: n });
                 }
@@ -747,7 +812,7 @@ impl Channel {
                 let q = find_queue(ctx, &self.queue_name(&m.queue)?)?;
                 let got = {
                     let mut inner = q.state.lock();
-                    let msg = inner.queue.get();
+                    let msg = inner.queue.get().map_err(store_failure)?;
                     if msg.is_some() {
                         inner.queue.delivered(!m.no_ack);
                     }
@@ -830,14 +895,24 @@ impl Channel {
                 })?;
                 let publishes = std::mem::take(&mut tx.publishes);
                 let settles = std::mem::take(&mut tx.settles);
+                let mut wait_for = 0;
                 for (publish, msg) in publishes {
-                    self.route(ctx, out, &publish, msg)?;
+                    if let Ok(ticket) = self.route(ctx, out, &publish, msg)? {
+                        wait_for = wait_for.max(ticket);
+                    }
                 }
                 for (entry, requeue) in settles {
                     settle([entry], requeue == Some(true));
                 }
                 self.wake_consumers();
-                out.method(id, TxCommitOk {});
+                if wait_for == 0 {
+                    out.method(id, TxCommitOk {});
+                } else if let Some(tx) = self.tx.as_mut() {
+                    tx.commit_waits_for = Some(wait_for);
+                    if !ctx.confirm_dirty.contains(&id) {
+                        ctx.confirm_dirty.push(id);
+                    }
+                }
                 Ok(())
             }
             Method::TxRollback(_) => {
@@ -996,6 +1071,13 @@ impl Channel {
         q.drive();
         Ok(())
     }
+}
+
+/// A storage failure as the client sees it: 541 INTERNAL_ERROR, a
+/// connection error.
+fn store_failure(err: warren_core::StoreError) -> AmqpError {
+    tracing::error!(%err, "storage failure");
+    AmqpError::new(ReplyCode::InternalError, err.to_string())
 }
 
 /// Checks that publishing to `exchange` is allowed (it exists and is not

@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
-use warren_core::{AmqpError, Message, QueuedMessage};
+use warren_core::{AmqpError, Message, QueuedMessage, SyncTicket};
 use warren_protocol::{
     encode_body_frames, encode_content_header, encode_heartbeat, encode_method_frame, parse_frame,
     ConnectionClose, ConnectionCloseOk, ConnectionOpenOk, ConnectionStart, ConnectionTune,
@@ -147,6 +147,8 @@ struct Connection {
     last_read: Instant,
     last_write: Instant,
     deadline: Option<Instant>,
+    /// The storage sync ticket reached so far, for confirms that wait.
+    synced: watch::Receiver<SyncTicket>,
 }
 
 enum Wake {
@@ -155,6 +157,7 @@ enum Wake {
     Wrote(std::io::Result<usize>),
     Tick,
     Stop,
+    Synced,
 }
 
 /// Serves one client until it disconnects or the broker stops.
@@ -186,6 +189,7 @@ pub async fn serve(
         last_read: now,
         last_write: now,
         deadline: Some(now + broker.config.handshake_timeout),
+        synced: broker.synced(),
         broker,
     };
     debug!(conn = conn.id, %peer, "accepted");
@@ -198,12 +202,14 @@ pub async fn serve(
         }
         let can_read = conn.out.buf.len() < WRITE_HIGH_WATER;
         let want_write = !conn.out.buf.is_empty();
+        let wait_sync = conn.waiting_for_sync();
         let wake = tokio::select! {
             r = reader.read_buf(&mut conn.rbuf), if can_read => Wake::Read(r),
             e = conn.rx.recv(), if can_read => Wake::Event(e),
             w = writer.write(&conn.out.buf), if want_write => Wake::Wrote(w),
             _ = tokio::time::sleep_until(tick.into()) => Wake::Tick,
             _ = stop.changed(), if !stopping => Wake::Stop,
+            _ = conn.synced.changed(), if wait_sync => Wake::Synced,
         };
         match wake {
             Wake::Read(Ok(0)) | Wake::Read(Err(_)) => break,
@@ -231,6 +237,7 @@ pub async fn serve(
             }
             Wake::Wrote(Err(_)) => break,
             Wake::Tick => conn.on_tick(),
+            Wake::Synced => conn.flush_confirms(),
             Wake::Stop => {
                 if conn.phase == Phase::Running {
                     conn.close_with(Fault::new(AmqpError::new(
@@ -353,15 +360,25 @@ impl Connection {
         }
     }
 
+    /// Sends the confirms that are due; channels still waiting for a sync
+    /// stay on the list.
     fn flush_confirms(&mut self) {
         let Some(ctx) = self.ctx.as_mut() else {
             return;
         };
-        for id in ctx.confirm_dirty.drain(..) {
-            if let Some(ch) = self.channels.get_mut(&id) {
-                ch.flush_confirms(&mut self.out);
-            }
-        }
+        let synced = *self.synced.borrow_and_update();
+        let mut still = std::mem::take(&mut ctx.confirm_dirty);
+        still.retain(|id| match self.channels.get_mut(id) {
+            Some(ch) => ch.flush_confirms(&mut self.out, synced),
+            None => false,
+        });
+        ctx.confirm_dirty = still;
+    }
+
+    fn waiting_for_sync(&self) -> bool {
+        self.ctx
+            .as_ref()
+            .is_some_and(|c| !c.confirm_dirty.is_empty())
     }
 
     /// Sends connection.close and waits for close-ok.

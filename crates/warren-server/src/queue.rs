@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::mpsc::UnboundedSender;
-use warren_core::{Message, QueueState, QueuedMessage};
+use tracing::error;
+use warren_core::{Message, QueueState, QueuedMessage, StoreError, SyncTicket};
 use warren_protocol::FieldTable;
 
 use crate::connection::ConnEvent;
@@ -21,6 +22,16 @@ use crate::connection::ConnEvent;
 /// Deliveries handed to a connection but not yet written into its socket
 /// buffer, per consumer. Bounds what a slow no-ack consumer can pile up.
 const MAX_IN_FLIGHT: u32 = 2048;
+
+/// What became of a message handed to a queue.
+pub enum Enqueued {
+    /// Stored; confirmable once the ticket (if any) is synced.
+    Stored(Option<SyncTicket>),
+    /// The queue was deleted meanwhile; the message is dropped.
+    QueueDeleted,
+    /// The store failed; the publish must be nacked.
+    Failed(StoreError),
+}
 
 /// The declared properties of a queue.
 #[derive(Debug, Clone)]
@@ -155,31 +166,44 @@ impl QueueCell {
         &self.spec.name
     }
 
-    /// Enqueues a message and delivers what can be delivered. Returns false
-    /// if the queue was deleted meanwhile.
-    pub fn publish(&self, message: Arc<Message>) -> bool {
+    /// Enqueues a message and delivers what can be delivered.
+    pub fn publish(&self, message: Arc<Message>) -> Enqueued {
         let mut inner = self.state.lock();
         if inner.deleted {
-            return false;
+            return Enqueued::QueueDeleted;
         }
-        inner.queue.publish(message);
-        Self::deliver(&mut inner);
-        true
+        let outcome = match inner.queue.publish(message) {
+            Ok(ticket) => Enqueued::Stored(ticket),
+            Err(err) => {
+                error!(queue = %self.spec.name, %err, "cannot store message");
+                return Enqueued::Failed(err);
+            }
+        };
+        self.deliver(&mut inner);
+        outcome
     }
 
     /// Delivers ready messages to consumers that have credit.
     pub fn drive(&self) {
         let mut inner = self.state.lock();
         if !inner.deleted {
-            Self::deliver(&mut inner);
+            self.deliver(&mut inner);
         }
     }
 
-    fn deliver(inner: &mut QueueInner) {
+    fn deliver(&self, inner: &mut QueueInner) {
         let mut marked = false;
         loop {
             match inner.queue.next_delivery(|c| c.try_reserve()) {
-                Some((consumer, msg)) => {
+                Err((consumer, err)) => {
+                    error!(queue = %self.spec.name, %err, "cannot read message");
+                    consumer.release_in_flight();
+                    if !consumer.no_ack {
+                        consumer.release_unacked();
+                    }
+                    return;
+                }
+                Ok(Some((consumer, msg))) => {
                     inner.queue.delivered(!consumer.no_ack);
                     let tx = consumer.tx.clone();
                     if let Err(err) = tx.send(ConnEvent::Deliver { consumer, msg }) {
@@ -196,7 +220,7 @@ impl QueueCell {
                         }
                     }
                 }
-                None => {
+                Ok(None) => {
                     if marked || inner.queue.ready_count() == 0 || inner.queue.consumer_count() == 0
                     {
                         return;
@@ -222,11 +246,20 @@ impl QueueCell {
         for msg in msgs {
             inner.queue.requeue(msg, counted);
         }
-        Self::deliver(&mut inner);
+        self.deliver(&mut inner);
     }
 
-    pub fn ack(&self, n: usize) {
-        self.state.lock().queue.ack(n);
+    /// Settles delivered messages for good.
+    pub fn ack(&self, msgs: &[QueuedMessage], counted: bool) {
+        let mut inner = self.state.lock();
+        if inner.deleted {
+            return;
+        }
+        for msg in msgs {
+            if let Err(err) = inner.queue.ack(msg, counted) {
+                error!(queue = %self.spec.name, %err, "cannot record ack");
+            }
+        }
     }
 
     /// (ready messages, consumers)
