@@ -28,7 +28,7 @@ impl ExchangeKind {
             "headers" => ExchangeKind::Headers,
             other => {
                 return Err(AmqpError::command_invalid(format!(
-                    "unknown exchange type '{other}'"
+                    "invalid exchange type '{other}'"
                 )))
             }
         })

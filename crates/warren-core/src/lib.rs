@@ -13,6 +13,7 @@
 //!
 //! The server crate wraps these in the locks and tasks that run them.
 
+pub mod arguments;
 pub mod error;
 pub mod exchange;
 pub mod message;

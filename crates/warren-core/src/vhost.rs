@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use warren_protocol::FieldTable;
 
+use crate::arguments::{describe, validate_headers_binding};
 use crate::exchange::ExchangeSpec;
 use crate::names::is_reserved;
 use crate::{AmqpError, Destination, Exchange, ExchangeKind};
@@ -79,11 +80,11 @@ impl<Q> VirtualHost<Q> {
     /// exchange.declare: creates the exchange, or checks that an existing one
     /// is equivalent. `passive` only checks that it exists.
     pub fn declare_exchange(&mut self, spec: ExchangeSpec, passive: bool) -> Result<(), AmqpError> {
-        if passive {
-            return self.exchange(&spec.name).map(|_| ());
-        }
         if spec.name.is_empty() {
             return Err(Self::default_exchange_refused());
+        }
+        if passive {
+            return self.exchange(&spec.name).map(|_| ());
         }
         match self.exchanges.get(&spec.name) {
             Some(existing) => self.check_equivalent(&existing.spec, &spec),
@@ -128,20 +129,23 @@ impl<Q> VirtualHost<Q> {
                 return Err(mismatch(arg, &w.to_string(), &c.to_string()));
             }
         }
-        if let Some(ae) = wanted.arguments.get("alternate-exchange") {
-            if current.arguments.get("alternate-exchange") != Some(ae) {
-                return Err(mismatch(
-                    "alternate-exchange",
-                    &ae.display(),
-                    &current
-                        .arguments
-                        .get("alternate-exchange")
-                        .map(|v| v.display())
-                        .unwrap_or_else(|| "none".into()),
-                ));
+        let (w, c) = (
+            wanted.arguments.get("alternate-exchange"),
+            current.arguments.get("alternate-exchange"),
+        );
+        match (w, c) {
+            (Some(w), Some(c)) if !w.loosely_equals(c) => {
+                Err(mismatch("alternate-exchange", &w.display(), &c.display()))
             }
+            (Some(_), None) | (None, Some(_)) => Err(AmqpError::precondition_failed(format!(
+                "inequivalent arg 'alternate-exchange' for exchange '{}' in vhost '{}': received {} but current is {}",
+                current.name,
+                self.name,
+                describe(w),
+                describe(c)
+            ))),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// exchange.delete. Deleting an exchange that does not exist succeeds,
@@ -206,7 +210,12 @@ impl<Q> VirtualHost<Q> {
         if source.is_empty() {
             return Err(Self::default_exchange_refused());
         }
+        // The source is checked before the destination, as RabbitMQ does.
+        let kind = self.exchange(source)?.spec.kind;
         self.check_destination(&dest)?;
+        if kind == ExchangeKind::Headers {
+            validate_headers_binding(args)?;
+        }
         let no_source = self.no_exchange(source);
         let x = self.exchanges.get_mut(source).ok_or(no_source)?;
         x.bind(dest, key, args);
@@ -214,7 +223,8 @@ impl<Q> VirtualHost<Q> {
     }
 
     /// queue.unbind / exchange.unbind. Removing a binding that does not
-    /// exist succeeds, as in RabbitMQ.
+    /// exist, or whose source or destination does not exist, succeeds, as
+    /// in RabbitMQ.
     pub fn unbind(
         &mut self,
         source: &str,
@@ -225,9 +235,9 @@ impl<Q> VirtualHost<Q> {
         if source.is_empty() {
             return Err(Self::default_exchange_refused());
         }
-        self.check_destination(&dest)?;
-        let no_source = self.no_exchange(source);
-        let x = self.exchanges.get_mut(source).ok_or(no_source)?;
+        let Some(x) = self.exchanges.get_mut(source) else {
+            return Ok(());
+        };
         if x.unbind(dest, key, args) && x.spec.auto_delete && !x.has_bindings() {
             let name = source.to_string();
             self.exchanges.remove(&name);

@@ -26,12 +26,13 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// The reply code AMQP prescribes: unknown methods are `command-invalid`,
-    /// everything else is a `syntax-error`, both connection errors.
+    /// The reply code for this error, as RabbitMQ sends it: unknown methods
+    /// are `command-invalid` (503); a method or header that cannot be
+    /// decoded is a `frame-error` (501). Both close the connection.
     pub fn reply_code(&self) -> ReplyCode {
         match self {
             DecodeError::UnknownMethod { .. } => ReplyCode::CommandInvalid,
-            _ => ReplyCode::SyntaxError,
+            _ => ReplyCode::FrameError,
         }
     }
 }

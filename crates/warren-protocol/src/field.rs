@@ -21,9 +21,14 @@ pub enum FieldValue {
     I32(i32),
     U32(u32),
     I64(i64),
+    /// Tag 'L', which RabbitMQ reads and writes as an unsigned 64-bit value.
+    U64(u64),
     F32(f32),
     F64(f64),
-    Decimal { scale: u8, value: u32 },
+    Decimal {
+        scale: u8,
+        value: u32,
+    },
     LongString(Bytes),
     Array(Vec<FieldValue>),
     Timestamp(u64),
@@ -112,6 +117,7 @@ impl FieldValue {
             b'I' => FieldValue::I32(r.i32()?),
             b'i' => FieldValue::U32(r.u32()?),
             b'l' => FieldValue::I64(r.i64()?),
+            b'L' => FieldValue::U64(r.u64()?),
             b'f' => FieldValue::F32(r.f32()?),
             b'd' => FieldValue::F64(r.f64()?),
             b'D' => FieldValue::Decimal {
@@ -177,6 +183,10 @@ impl FieldValue {
                 buf.put_u8(b'l');
                 buf.put_i64(*v)
             }
+            FieldValue::U64(v) => {
+                buf.put_u8(b'L');
+                buf.put_u64(*v)
+            }
             FieldValue::F32(v) => {
                 buf.put_u8(b'f');
                 buf.put_f32(*v)
@@ -232,6 +242,7 @@ impl FieldValue {
             FieldValue::I32(v) => v as i64,
             FieldValue::U32(v) => v as i64,
             FieldValue::I64(v) => v,
+            FieldValue::U64(v) => i64::try_from(v).ok()?,
             FieldValue::Timestamp(v) => i64::try_from(v).ok()?,
             _ => return None,
         })

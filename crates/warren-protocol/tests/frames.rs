@@ -214,7 +214,7 @@ fn trailing_bytes_after_a_method_are_a_syntax_error() {
     let FrameError::Method { error, .. } = err else {
         unreachable!()
     };
-    assert_eq!(error.reply_code(), ReplyCode::SyntaxError);
+    assert_eq!(error.reply_code(), ReplyCode::FrameError);
     assert!(buf.is_empty(), "the bad frame itself was consumed");
 }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use warren_core::arguments::{describe, type_name, validate_consumer_args, validate_queue_args};
 use warren_core::exchange::ExchangeSpec;
 use warren_core::names;
 use warren_core::{AmqpError, Destination, ExchangeKind, Message, QueuedMessage, SyncTicket};
@@ -218,6 +219,11 @@ impl Channel {
         }
     }
 
+    /// Whether a publish's content header or body is awaited.
+    pub fn has_pending_content(&self) -> bool {
+        self.pending.is_some()
+    }
+
     pub fn on_frame(
         &mut self,
         payload: FramePayload,
@@ -265,7 +271,7 @@ impl Channel {
         };
         if h.class_id != BASIC_CLASS_ID {
             return Err(AmqpError::unexpected_frame(format!(
-                "expected content header for class {BASIC_CLASS_ID}, got one for class {}",
+                "expected content header for class {BASIC_CLASS_ID}, got one for class {} instead",
                 h.class_id
             )));
         }
@@ -278,7 +284,7 @@ impl Channel {
             )));
         }
         let props = BasicProperties::decode(&h.properties)
-            .map_err(|e| AmqpError::syntax_error(format!("invalid content header: {e}")))?;
+            .map_err(|e| AmqpError::frame_error(format!("cannot decode content header: {e}")))?;
         p.header = Some((h.properties, props, h.body_size));
         if h.body_size == 0 {
             self.complete_publish(ctx, out)?;
@@ -330,6 +336,7 @@ impl Channel {
             }
         };
         let publish = p.publish;
+        check_properties(&props, &ctx.user)?;
         let msg = Arc::new(Message::new(
             publish.exchange.clone(),
             publish.routing_key.clone(),
@@ -592,7 +599,7 @@ impl Channel {
     /// Resolves an empty queue name to the channel's last declared queue.
     fn queue_name(&self, name: &str) -> Result<String, AmqpError> {
         if !name.is_empty() {
-            return Ok(name.to_string());
+            return Ok(strip_cr_lf(name.to_string()));
         }
         self.last_queue
             .clone()
@@ -641,7 +648,8 @@ impl Channel {
                 self.finished = true;
                 Ok(())
             }
-            Method::ChannelCloseOk(_) => Ok(()),
+            // Only valid in reply to a channel.close from the server.
+            Method::ChannelCloseOk(_) => Err(AmqpError::command_invalid("unimplemented method")),
             Method::ChannelFlow(m) => {
                 self.limit.flow_active.store(m.active, Ordering::SeqCst);
                 out.method(id, ChannelFlowOk { active: m.active });
@@ -716,6 +724,13 @@ impl Channel {
                 } else {
                     m.routing_key
                 };
+                {
+                    // RabbitMQ names a missing exchange before a missing queue.
+                    let topo = ctx.vhost.read();
+                    if !m.exchange.is_empty() {
+                        topo.exchange(&m.exchange)?;
+                    }
+                }
                 find_queue(ctx, &queue)?;
                 ctx.vhost.write().bind(
                     &m.exchange,
@@ -729,8 +744,9 @@ impl Channel {
                 Ok(())
             }
             Method::QueueUnbind(m) => {
+                // Unbinding succeeds whatever is missing, and RabbitMQ does not
+                // check exclusive ownership here.
                 let queue = self.queue_name(&m.queue)?;
-                find_queue(ctx, &queue)?;
                 ctx.vhost.write().unbind(
                     &m.exchange,
                     Destination::Queue(queue),
@@ -926,10 +942,10 @@ impl Channel {
                 out.method(id, TxRollbackOk {});
                 Ok(())
             }
-            other => Err(AmqpError::command_invalid(format!(
-                "method '{}' is not allowed from a client",
-                other.name()
-            ))),
+            // A delivery sent back by a confused client is ignored, as RabbitMQ
+            // does; any other server-to-client method is refused.
+            Method::BasicDeliver(_) => Ok(()),
+            _ => Err(AmqpError::command_invalid("unimplemented method")),
         }
     }
 
@@ -952,13 +968,17 @@ impl Channel {
         let vhost = ctx.vhost_name.clone();
         let name = if m.queue.is_empty() {
             if m.passive {
-                self.queue_name("")?
-            } else {
-                names::generate("amq.gen-", || fastrand::u64(..))
+                return Err(AmqpError::not_found(format!(
+                    "no queue '' in vhost '{vhost}'"
+                )));
             }
+            names::generate("amq.gen-", || fastrand::u64(..))
         } else {
-            m.queue.clone()
+            strip_cr_lf(m.queue.clone())
         };
+        if !m.passive {
+            validate_queue_args(&name, &vhost, m.durable, m.exclusive, &m.arguments)?;
+        }
         let existing = ctx.vhost.read().queue(&name).cloned();
         let q = match existing {
             Some(q) => {
@@ -1026,6 +1046,7 @@ impl Channel {
         out: &mut Out,
     ) -> Result<(), AmqpError> {
         let q = find_queue(ctx, &self.queue_name(&m.queue)?)?;
+        validate_consumer_args(q.name(), &ctx.vhost_name, &m.arguments)?;
         let tag = if m.consumer_tag.is_empty() {
             names::generate("amq.ctag-", || fastrand::u64(..))
         } else {
@@ -1080,6 +1101,47 @@ fn store_failure(err: warren_core::StoreError) -> AmqpError {
     AmqpError::new(ReplyCode::InternalError, err.to_string())
 }
 
+/// Checks the properties RabbitMQ validates on publish.
+fn check_properties(props: &BasicProperties, user: &str) -> Result<(), AmqpError> {
+    if let Some(claimed) = props.user_id.as_deref() {
+        if claimed != user {
+            return Err(AmqpError::precondition_failed(format!(
+                "user_id property set to '{claimed}' but authenticated user was '{user}'"
+            )));
+        }
+    }
+    if let Some(exp) = props.expiration.as_deref() {
+        match exp.parse::<i64>() {
+            Ok(n) if n < 0 => {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid expiration '{exp}': {{value_negative,{n}}}"
+                )))
+            }
+            Ok(_) => {}
+            Err(_) => {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid expiration '{exp}': no_integer"
+                )))
+            }
+        }
+    }
+    match props.delivery_mode {
+        None | Some(1) | Some(2) => Ok(()),
+        Some(other) => Err(AmqpError::precondition_failed(format!(
+            "invalid message: {{delivery_mode_unknown,{other}}}"
+        ))),
+    }
+}
+
+/// Names arrive with CR and LF removed, as RabbitMQ strips them.
+fn strip_cr_lf(name: String) -> String {
+    if name.contains(['\r', '\n']) {
+        name.replace(['\r', '\n'], "")
+    } else {
+        name
+    }
+}
+
 /// Checks that publishing to `exchange` is allowed (it exists and is not
 /// internal).
 fn check_publishable(ctx: &ConnCtx, exchange: &str) -> Result<(), AmqpError> {
@@ -1120,69 +1182,48 @@ fn check_queue_equivalent(
     vhost: &str,
 ) -> Result<(), AmqpError> {
     let name = &current.name;
-    let mismatch = |arg: &str, received: bool, current: bool| {
-        AmqpError::precondition_failed(format!(
-            "inequivalent arg '{arg}' for queue '{name}' in vhost '{vhost}': received '{received}' but current is '{current}'"
-        ))
-    };
-    if current.durable != wanted.durable {
-        return Err(mismatch("durable", wanted.durable, current.durable));
-    }
-    if current.auto_delete != wanted.auto_delete {
-        return Err(mismatch(
-            "auto_delete",
-            wanted.auto_delete,
-            current.auto_delete,
-        ));
-    }
     let is_exclusive = current.exclusive_owner == Some(conn);
     if wanted.exclusive != is_exclusive {
         return Err(AmqpError::resource_locked(format!(
             "cannot obtain exclusive access to locked queue '{name}' in vhost '{vhost}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."
         )));
     }
+    let mismatch = |arg: &str, received: String, current: String| {
+        AmqpError::precondition_failed(format!(
+            "inequivalent arg '{arg}' for queue '{name}' in vhost '{vhost}': received {received} but current is {current}"
+        ))
+    };
+    let quoted = |b: bool| format!("'{b}'");
+    if current.durable != wanted.durable {
+        return Err(mismatch(
+            "durable",
+            quoted(wanted.durable),
+            quoted(current.durable),
+        ));
+    }
+    if current.auto_delete != wanted.auto_delete {
+        return Err(mismatch(
+            "auto_delete",
+            quoted(wanted.auto_delete),
+            quoted(current.auto_delete),
+        ));
+    }
     for key in EQUIVALENCE_ARGS {
         let (w, c) = (wanted.arguments.get(key), current.arguments.get(key));
-        let same = match (w, c) {
-            (Some(a), Some(b)) => a.loosely_equals(b),
-            (None, None) => true,
-            _ => false,
-        };
-        if !same {
-            let describe = |v: Option<&warren_protocol::FieldValue>| match v {
-                Some(v) => format!("the value '{}' of type '{}'", v.display(), type_name(v)),
-                None => "none".to_string(),
-            };
-            return Err(AmqpError::precondition_failed(format!(
-                "inequivalent arg '{key}' for queue '{name}' in vhost '{vhost}': received {} but current is {}",
-                describe(w),
-                describe(c)
-            )));
+        match (w, c) {
+            (Some(a), Some(b)) if a.loosely_equals(b) => {}
+            (None, None) => {}
+            (Some(a), Some(b))
+                if type_name(a) == type_name(b) || a.as_i64().is_some() && b.as_i64().is_some() =>
+            {
+                return Err(mismatch(
+                    key,
+                    format!("'{}'", a.display()),
+                    format!("'{}'", b.display()),
+                ));
+            }
+            _ => return Err(mismatch(key, describe(w), describe(c))),
         }
     }
     Ok(())
-}
-
-/// RabbitMQ's names for field types, as they appear in reply texts.
-fn type_name(v: &warren_protocol::FieldValue) -> &'static str {
-    use warren_protocol::FieldValue as V;
-    match v {
-        V::Bool(_) => "bool",
-        V::I8(_) => "byte",
-        V::U8(_) => "unsignedbyte",
-        V::I16(_) => "short",
-        V::U16(_) => "unsignedshort",
-        V::I32(_) => "signedint",
-        V::U32(_) => "unsignedint",
-        V::I64(_) => "long",
-        V::F32(_) => "float",
-        V::F64(_) => "double",
-        V::Decimal { .. } => "decimal",
-        V::LongString(_) => "longstr",
-        V::Array(_) => "array",
-        V::Timestamp(_) => "timestamp",
-        V::Table(_) => "table",
-        V::Void => "void",
-        V::ByteArray(_) => "binary",
-    }
 }

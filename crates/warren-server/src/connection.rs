@@ -24,8 +24,8 @@ use warren_core::{AmqpError, Message, QueuedMessage, SyncTicket};
 use warren_protocol::{
     encode_body_frames, encode_content_header, encode_heartbeat, encode_method_frame, parse_frame,
     ConnectionClose, ConnectionCloseOk, ConnectionOpenOk, ConnectionStart, ConnectionTune,
-    FieldTable, FieldValue, Frame, FrameError, FramePayload, Method, Reader, ReplyCode,
-    BASIC_CLASS_ID, PROTOCOL_HEADER,
+    DecodeError, FieldTable, FieldValue, Frame, FrameError, FramePayload, Method, Reader,
+    ReplyCode, BASIC_CLASS_ID, PROTOCOL_HEADER,
 };
 
 use crate::broker::{Broker, VHost};
@@ -94,6 +94,8 @@ pub struct ConnCtx {
     pub route_buf: Vec<Arc<QueueCell>>,
     /// Channels with publisher confirms waiting to be sent.
     pub confirm_dirty: Vec<u16>,
+    /// The authenticated user.
+    pub user: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,11 +337,20 @@ impl Connection {
                             method_id,
                             error,
                             ..
-                        } => Fault {
-                            error: AmqpError::new(error.reply_code(), error.to_string()),
-                            class_id,
-                            method_id,
-                        },
+                        } => {
+                            let text =
+                                match (&error, warren_protocol::method_name(class_id, method_id)) {
+                                    (DecodeError::UnknownMethod { .. }, _) | (_, None) => {
+                                        error.to_string()
+                                    }
+                                    (_, Some(name)) => format!("cannot decode {name}: {error}"),
+                                };
+                            Fault {
+                                error: AmqpError::new(error.reply_code(), text),
+                                class_id,
+                                method_id,
+                            }
+                        }
                         FrameError::ShortHeader { .. } => {
                             Fault::new(AmqpError::frame_error(err.to_string()))
                         }
@@ -459,7 +470,7 @@ impl Connection {
             _ => {}
         }
         match frame.payload {
-            FramePayload::Heartbeat => Ok(()),
+            FramePayload::Heartbeat if frame.channel == 0 => Ok(()),
             FramePayload::Method(method) if frame.channel == 0 => self.on_connection_method(method),
             _ if self.phase != Phase::Running => Err(Fault::new(AmqpError::unexpected_frame(
                 "expected a connection method on channel 0 during the handshake",
@@ -491,13 +502,21 @@ impl Connection {
                 .unwrap_or_default();
                 if !self.broker.authenticate(&user, &pass) {
                     info!(conn = self.id, peer = %self.peer, user, "login refused");
-                    return Err(fault(
-                        AmqpError::access_refused(format!(
-                            "Login was refused using authentication mechanism {}. For details see the broker logfile.",
-                            m.mechanism
-                        )),
-                        &method,
-                    ));
+                    let told = matches!(
+                        m.client_properties.get("capabilities"),
+                        Some(FieldValue::Table(caps))
+                            if caps.get("authentication_failure_close").and_then(FieldValue::as_bool) == Some(true)
+                    );
+                    if !told {
+                        // Clients that did not ask to be told get the socket
+                        // closed, as RabbitMQ does.
+                        self.phase = Phase::Closed;
+                        return Ok(());
+                    }
+                    return Err(Fault::new(AmqpError::access_refused(format!(
+                        "Login was refused using authentication mechanism {}. For details see the broker logfile.",
+                        m.mechanism
+                    ))));
                 }
                 self.user = user;
                 if let Some(FieldValue::Table(caps)) = m.client_properties.get("capabilities") {
@@ -544,6 +563,15 @@ impl Connection {
                         cfg.frame_max as u64,
                     ));
                 }
+                if m.channel_max == 0 {
+                    return Err(fault(
+                        AmqpError::not_allowed(format!(
+                            "negotiated channel_max = 0 (no limit) is higher than the maximum allowed value ({})",
+                            cfg.channel_max
+                        )),
+                        &method,
+                    ));
+                }
                 if m.channel_max > cfg.channel_max {
                     return Err(negotiation(
                         "channel_max",
@@ -577,6 +605,7 @@ impl Connection {
                     exclusive_queues: Vec::new(),
                     route_buf: Vec::new(),
                     confirm_dirty: Vec::new(),
+                    user: self.user.clone(),
                 });
                 self.out.method(0, ConnectionOpenOk::default());
                 self.phase = Phase::Running;
@@ -590,25 +619,25 @@ impl Connection {
                 self.deadline = Some(Instant::now() + DRAIN_TIMEOUT);
                 Ok(())
             }
-            (Phase::Running, Method::ConnectionCloseOk(_)) => {
-                self.phase = Phase::Closed;
-                Ok(())
-            }
             (Phase::Running, Method::ConnectionUpdateSecret(_)) => {
                 self.out
                     .method(0, warren_protocol::ConnectionUpdateSecretOk {});
                 Ok(())
             }
-            (Phase::Running, Method::ConnectionBlocked(_) | Method::ConnectionUnblocked(_)) => {
-                Ok(())
+            (phase, m) => {
+                let state = match phase {
+                    Phase::StartOk => "starting",
+                    Phase::TuneOk => "tuning",
+                    Phase::Open => "opening",
+                    _ => "running",
+                };
+                Err(fault(
+                    AmqpError::channel_error(format!(
+                        "unexpected method in connection state {state}"
+                    )),
+                    m,
+                ))
             }
-            (_, m) => Err(fault(
-                AmqpError::command_invalid(format!(
-                    "unexpected method '{}' on channel 0",
-                    m.name()
-                )),
-                m,
-            )),
         }
     }
 
@@ -618,13 +647,18 @@ impl Connection {
                 "connection not open",
             )));
         };
-        if id > self.channel_max {
-            return Err(Fault::new(AmqpError::channel_error(format!(
-                "channel number {id} exceeds the negotiated channel_max ({})",
-                self.channel_max
-            ))));
+        if payload == FramePayload::Heartbeat {
+            return Err(Fault::new(AmqpError::unexpected_frame(
+                "type 8, all octets = <<>>",
+            )));
         }
+        // Errors about a publish's content name the publish, as RabbitMQ's do.
+        let publishing = self
+            .channels
+            .get(&id)
+            .is_some_and(|c| c.has_pending_content());
         let (class_id, method_id) = match &payload {
+            _ if publishing => (60, 40),
             FramePayload::Method(m) => (m.class_id(), m.method_id()),
             _ => (0, 0),
         };

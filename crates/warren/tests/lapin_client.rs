@@ -1178,3 +1178,126 @@ async fn many_connections_and_channels_work_concurrently() {
     }
     let _ = ShortString::from("done");
 }
+
+#[tokio::test]
+async fn unbinding_what_is_missing_succeeds() {
+    let (_s, conn, ch) = setup().await;
+    ch.queue_unbind("no-queue", "amq.direct", "k", FieldTable::default())
+        .await
+        .unwrap();
+    declare(&ch, "ub").await;
+    ch.queue_unbind("ub", "no-exchange", "k", FieldTable::default())
+        .await
+        .unwrap();
+    ch.exchange_unbind(
+        "x",
+        "no-source",
+        "k",
+        Default::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    // Binding, by contrast, names the missing exchange first.
+    let ch = conn.create_channel().await.unwrap();
+    let err = ch
+        .queue_bind(
+            "no-queue",
+            "no-exchange",
+            "k",
+            Default::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        text(&err),
+        "NOT_FOUND - no exchange 'no-exchange' in vhost '/'"
+    );
+}
+
+#[tokio::test]
+async fn queue_arguments_are_validated_like_rabbitmq() {
+    let (_s, conn, _) = setup().await;
+    let cases: Vec<(&str, AMQPValue, &str)> = vec![
+        (
+            "x-message-ttl",
+            AMQPValue::LongString("abc".into()),
+            "PRECONDITION_FAILED - invalid arg 'x-message-ttl' for queue 'args' in vhost '/': \"expected integer, got longstr\"",
+        ),
+        (
+            "x-max-length",
+            AMQPValue::LongInt(-1),
+            "PRECONDITION_FAILED - invalid arg 'x-max-length' for queue 'args' in vhost '/': {value_negative,-1}",
+        ),
+        (
+            "x-overflow",
+            AMQPValue::LongString("bogus".into()),
+            "PRECONDITION_FAILED - invalid arg 'x-overflow' for queue 'args' in vhost '/': invalid_overflow",
+        ),
+    ];
+    for (key, value, want) in cases {
+        let ch = conn.create_channel().await.unwrap();
+        let mut args = FieldTable::default();
+        args.insert(key.into(), value);
+        let err = ch
+            .queue_declare("args", QueueDeclareOptions::default(), args)
+            .await
+            .unwrap_err();
+        assert_eq!((code(&err), text(&err)), (406, want.to_string()));
+    }
+    let ch = conn.create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    args.insert("x-message-ttl".into(), AMQPValue::LongInt(1000));
+    ch.queue_declare("args", QueueDeclareOptions::default(), args)
+        .await
+        .unwrap();
+    let mut other = FieldTable::default();
+    other.insert("x-message-ttl".into(), AMQPValue::LongInt(2000));
+    let err = ch
+        .queue_declare("args", QueueDeclareOptions::default(), other)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        text(&err),
+        "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'args' in vhost '/': received '2000' but current is '1000'"
+    );
+}
+
+#[tokio::test]
+async fn publish_properties_are_validated_like_rabbitmq() {
+    let (_s, conn, _) = setup().await;
+    let cases = [
+        (
+            BasicProperties::default().with_user_id("mallory".into()),
+            "PRECONDITION_FAILED - user_id property set to 'mallory' but authenticated user was 'guest'",
+        ),
+        (
+            BasicProperties::default().with_expiration("soon".into()),
+            "PRECONDITION_FAILED - invalid expiration 'soon': no_integer",
+        ),
+        (
+            BasicProperties::default().with_delivery_mode(5),
+            "PRECONDITION_FAILED - invalid message: {delivery_mode_unknown,5}",
+        ),
+    ];
+    for (props, want) in cases {
+        let ch = conn.create_channel().await.unwrap();
+        ch.basic_publish("", "nowhere", Default::default(), b"x", props)
+            .await
+            .unwrap();
+        let err = declare_err(&ch, "anything").await;
+        assert_eq!((code(&err), text(&err)), (406, want.to_string()));
+    }
+    let ch = conn.create_channel().await.unwrap();
+    ch.basic_publish(
+        "",
+        "nowhere",
+        Default::default(),
+        b"x",
+        BasicProperties::default().with_user_id("guest".into()),
+    )
+    .await
+    .unwrap();
+    declare(&ch, "still-open").await;
+}

@@ -249,7 +249,7 @@ async fn unknown_method_is_503_naming_it() {
 }
 
 #[tokio::test]
-async fn truncated_method_is_502() {
+async fn truncated_method_is_501() {
     let (_s, addr) = server().await;
     let mut raw = Raw::handshake(addr).await;
     raw.open_channel(1).await;
@@ -262,13 +262,18 @@ async fn truncated_method_is_502() {
     raw.send(&frame(1, 1, &payload[..payload.len() - 3], FRAME_END))
         .await;
     let close = raw.expect_connection_close().await;
-    assert_eq!(close.reply_code, 502);
+    assert_eq!(close.reply_code, 501);
+    assert!(
+        close.reply_text.starts_with("FRAME_ERROR - cannot decode"),
+        "{}",
+        close.reply_text
+    );
     assert_eq!((close.class_id, close.method_id), (50, 10));
     assert_healthy(addr).await;
 }
 
 #[tokio::test]
-async fn deeply_nested_table_is_502_without_crashing() {
+async fn deeply_nested_table_is_501_without_crashing() {
     let (_s, addr) = server().await;
     let mut raw = Raw::handshake(addr).await;
     raw.open_channel(1).await;
@@ -294,7 +299,7 @@ async fn deeply_nested_table_is_502_without_crashing() {
     let raw_frame = frame(1, 1, &p, FRAME_END);
     raw.send(&raw_frame).await;
     let close = raw.expect_connection_close().await;
-    assert_eq!(close.reply_code, 502);
+    assert_eq!(close.reply_code, 501);
     assert_healthy(addr).await;
 }
 
@@ -352,6 +357,36 @@ async fn channel_misuse_is_504() {
     raw.open_channel(1).await;
     raw.method(1, ChannelOpen::default()).await;
     assert_eq!(raw.expect_connection_close().await.reply_code, 504);
+    assert_healthy(addr).await;
+}
+
+#[tokio::test]
+async fn misplaced_frames_are_refused_like_rabbitmq() {
+    let (_s, addr) = server().await;
+    // A heartbeat belongs on channel 0.
+    let mut raw = Raw::handshake(addr).await;
+    raw.open_channel(1).await;
+    raw.send(&frame(8, 1, b"", FRAME_END)).await;
+    assert_eq!(raw.expect_connection_close().await.reply_code, 505);
+    // A channel method on channel 0.
+    let mut raw = Raw::handshake(addr).await;
+    raw.method(0, QueueDeclare::default()).await;
+    let close = raw.expect_connection_close().await;
+    assert_eq!(
+        (close.reply_code, close.reply_text.as_str()),
+        (
+            504,
+            "CHANNEL_ERROR - unexpected method in connection state running"
+        )
+    );
+    // An unsolicited channel.close-ok.
+    let mut raw = Raw::handshake(addr).await;
+    raw.open_channel(1).await;
+    raw.method(1, ChannelCloseOk {}).await;
+    assert_eq!(raw.expect_connection_close().await.reply_code, 503);
+    // Channel numbers above channel_max open, as in RabbitMQ.
+    let mut raw = Raw::handshake(addr).await;
+    raw.open_channel(4000).await;
     assert_healthy(addr).await;
 }
 
@@ -478,6 +513,30 @@ async fn frame_max_negotiation_is_checked() {
     assert_healthy(addr).await;
 }
 
+async fn start_ok(raw: &mut Raw, mechanism: &str, response: &[u8], failure_close: bool) {
+    raw.send(PROTOCOL_HEADER).await;
+    raw.expect_method().await;
+    let caps: FieldTable = [(
+        "authentication_failure_close".to_string(),
+        FieldValue::Bool(failure_close),
+    )]
+    .into_iter()
+    .collect();
+    let props: FieldTable = [("capabilities".to_string(), FieldValue::Table(caps))]
+        .into_iter()
+        .collect();
+    raw.method(
+        0,
+        ConnectionStartOk {
+            client_properties: props,
+            mechanism: mechanism.into(),
+            response: Bytes::copy_from_slice(response),
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn bad_credentials_and_mechanisms_are_refused() {
     let (_s, addr) = server().await;
@@ -487,19 +546,21 @@ async fn bad_credentials_and_mechanisms_are_refused() {
         ("EXTERNAL", b"", 503),
     ] {
         let mut raw = Raw::connect(addr).await;
-        raw.send(PROTOCOL_HEADER).await;
-        raw.expect_method().await;
-        raw.method(
-            0,
-            ConnectionStartOk {
-                mechanism: mechanism.into(),
-                response: Bytes::copy_from_slice(response),
-                ..Default::default()
-            },
-        )
-        .await;
-        assert_eq!(raw.expect_connection_close().await.reply_code, code);
+        start_ok(&mut raw, mechanism, response, true).await;
+        let close = raw.expect_connection_close().await;
+        assert_eq!(close.reply_code, code);
+        if code == 403 {
+            assert_eq!(
+                close.reply_text,
+                "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile."
+            );
+        }
     }
+    // A client that did not announce authentication_failure_close is just
+    // disconnected, as RabbitMQ does.
+    let mut raw = Raw::connect(addr).await;
+    start_ok(&mut raw, "PLAIN", b"\0guest\0nope", false).await;
+    raw.expect_eof().await;
     assert_healthy(addr).await;
 }
 

@@ -96,7 +96,14 @@ fn table_from(entries: BoxedStrategy<FieldValue>, keys: Keys) -> BoxedStrategy<F
 
 /// Any field value, nesting tables and arrays a few levels deep.
 pub fn field_value(keys: Keys) -> BoxedStrategy<FieldValue> {
-    scalar_field_value()
+    // 'L' (u64) only where no other library has to read it back.
+    let scalar = match keys {
+        Keys::Any => {
+            prop_oneof![scalar_field_value(), any::<u64>().prop_map(FieldValue::U64)].boxed()
+        }
+        Keys::SortedUnique => scalar_field_value(),
+    };
+    scalar
         .prop_recursive(4, 48, 6, move |inner| {
             prop_oneof![
                 vec(inner.clone(), 0..6).prop_map(FieldValue::Array),
