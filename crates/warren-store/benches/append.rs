@@ -1,0 +1,93 @@
+//! Disk store throughput on the real file system: appending 16-byte and
+//! 1 KiB persistent messages (the sync thread running alongside, as in the
+//! broker), and popping plus acking them back.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use warren_core::{Message, MessageStore, QueuedMessage};
+use warren_store::{DiskQueueStore, RealDisk, SyncCoordinator};
+
+/// Properties with delivery mode 2 (persistent).
+const PERSISTENT_PROPERTIES: &[u8] = &[0x10, 0x00, 2];
+
+fn message(size: usize) -> Arc<Message> {
+    Arc::new(Message {
+        exchange: String::new(),
+        routing_key: "bench".into(),
+        properties: Bytes::from_static(PERSISTENT_PROPERTIES),
+        persistent: true,
+        headers: None,
+        body: Bytes::from(vec![0xA5; size]),
+    })
+}
+
+/// A fresh store in a fresh temporary directory.
+fn fresh(sync: &Arc<SyncCoordinator>) -> (tempfile::TempDir, DiskQueueStore) {
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let store = DiskQueueStore::open(
+        Arc::new(RealDisk::new()),
+        tmp.path().join("q"),
+        Arc::clone(sync),
+    )
+    .expect("open store");
+    (tmp, store)
+}
+
+fn fill(store: &mut DiskQueueStore, msg: &Arc<Message>, n: u64) {
+    for seq in 0..n {
+        store
+            .push(QueuedMessage {
+                seq,
+                message: Arc::clone(msg),
+                redelivered: false,
+            })
+            .expect("push");
+    }
+}
+
+fn append(c: &mut Criterion) {
+    let mut group = c.benchmark_group("disk store");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements(1));
+    for size in [16usize, 1024] {
+        let msg = message(size);
+        group.bench_function(format!("append {size} B"), |b| {
+            b.iter_custom(|iters| {
+                let sync = SyncCoordinator::start();
+                let (_tmp, mut store) = fresh(&sync);
+                let start = Instant::now();
+                fill(&mut store, &msg, iters);
+                let elapsed = start.elapsed();
+                sync.shutdown();
+                elapsed
+            })
+        });
+        group.bench_function(format!("pop+ack {size} B"), |b| {
+            b.iter_custom(|iters| {
+                let sync = SyncCoordinator::start();
+                let (_tmp, mut store) = fresh(&sync);
+                fill(&mut store, &msg, iters);
+                sync.sync_now();
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let m = store.pop().expect("pop").expect("a message");
+                    store.ack(black_box(&m)).expect("ack");
+                }
+                let elapsed = start.elapsed();
+                sync.shutdown();
+                elapsed
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, append);
+criterion_main!(benches);

@@ -1,0 +1,39 @@
+//! Warren's disk-first message store.
+//!
+//! Each durable queue keeps its messages in a directory of its own
+//! ([`DiskQueueStore`], an implementation of [`warren_core::MessageStore`]):
+//! append-only segment files holding every published message, and an ack
+//! log recording which of them are settled. Nothing of a ready message is
+//! kept in memory, so a queue's backlog is bounded by the disk, not by RAM.
+//!
+//! Durability is group-committed across all queues by one
+//! [`SyncCoordinator`]: appends return a [`SyncTicket`], a background
+//! thread syncs every file written since its last round, and publishes the
+//! ticket the round covered. Confirms wait for that ticket.
+//!
+//! Modules:
+//! - [`disk`]: the file-system seam ([`Disk`], [`DiskFile`]), with
+//!   [`RealDisk`] (`std::fs`) and [`SimDisk`] (in memory, crashable);
+//! - `sync`: the group-commit coordinator;
+//! - `record`, `segment`, `ack_log`: the on-disk format and its recovery;
+//! - `seq_set`: range sets of settled sequence numbers;
+//! - `queue_store`: the store itself.
+//!
+//! `docs/storage-format.md` documents the files byte by byte.
+
+mod ack_log;
+pub mod disk;
+mod queue_store;
+mod real_disk;
+mod record;
+mod segment;
+mod seq_set;
+mod sim_disk;
+mod sync;
+
+pub use disk::{Disk, DiskFile};
+pub use queue_store::{DiskQueueStore, StoreOptions};
+pub use real_disk::RealDisk;
+pub use sim_disk::SimDisk;
+pub use sync::SyncCoordinator;
+pub use warren_core::{StoreError, SyncTicket};

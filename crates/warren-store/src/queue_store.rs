@@ -1,0 +1,698 @@
+//! [`DiskQueueStore`]: one queue's messages on disk, behind
+//! [`warren_core::MessageStore`].
+//!
+//! The queue is disk-first: every published message is appended to the
+//! current segment and nothing of it stays in memory. Delivery reads the
+//! segments back in order through a read cursor, in large chunks whose
+//! slices become the delivered bodies. What the store keeps in memory is
+//! per segment (counters and a range set of settled sequence numbers) plus
+//! the requeued messages, so memory does not grow with the backlog.
+//!
+//! Settling (ack, purge) appends to the ack log; a segment whose records are
+//! all settled is deleted, and the ack log is rewritten when most of it
+//! describes deleted segments. Opening a store recovers it from its
+//! directory: see `docs/storage-format.md` for the steps.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tracing::{error, warn};
+use warren_core::{Message, MessageStore, QueuedMessage, StoreError, SyncTicket};
+use warren_protocol::{BasicProperties, DecodeError};
+
+use crate::ack_log::AckLog;
+use crate::disk::{Disk, DiskFile};
+use crate::record::{encode_message, file_header, AckEntry, FILE_HEADER_LEN, SEGMENT_MAGIC};
+use crate::segment::{
+    parse_segment_file_name, segment_file_name, ChunkRead, ChunkReader, RawRecord, Segment,
+};
+use crate::sync::SyncCoordinator;
+
+/// The encoding buffer is dropped after a message larger than this, so one
+/// huge message does not pin its size for the life of the queue.
+const SCRATCH_KEEP: usize = 1 << 20;
+
+/// Tunables of a [`DiskQueueStore`]. The defaults suit production; tests
+/// shrink them to exercise segment rolls and compaction on little data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// A new segment is started when a record would take the current one
+    /// past this size. A larger record gets a segment of its own.
+    pub segment_size: u64,
+    /// Bytes read at once when delivering.
+    pub read_chunk_size: usize,
+    /// The ack log is considered for a rewrite once it holds this many
+    /// records.
+    pub ack_log_compact_records: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            segment_size: 8 << 20,
+            read_chunk_size: 256 << 10,
+            ack_log_compact_records: 64 << 10,
+        }
+    }
+}
+
+/// A queue's messages in a directory of segment files plus an ack log.
+pub struct DiskQueueStore {
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+    sync: Arc<SyncCoordinator>,
+    options: StoreOptions,
+    /// Ordered by id and so by sequence number; the last one is written.
+    segments: VecDeque<Segment>,
+    write_file: Arc<dyn DiskFile>,
+    next_segment_id: u64,
+    ack_log: AckLog,
+    /// The ack log size (in records) that triggers a compaction check.
+    compact_at: u64,
+    requeued: BTreeMap<u64, QueuedMessage>,
+    /// Live records ahead of the cursor, over all segments.
+    unread: u64,
+    cursor: Cursor,
+    reader: ChunkReader,
+    /// Every record with a smaller sequence number is behind the cursor.
+    read_floor: u64,
+    next_seq: u64,
+    /// Records below this were recovered at open; transient ones among them
+    /// are dropped.
+    recovered_below: u64,
+    /// Recovered records below this had been delivered before the restart.
+    redelivered_below: u64,
+    /// The highest delivered-up-to mark written to the ack log.
+    delivered_up_to: u64,
+    scratch: Vec<u8>,
+    destroyed: bool,
+}
+
+/// Where the next record to deliver is read from.
+struct Cursor {
+    segment: u64,
+    offset: u64,
+    /// The segment's file, opened while the cursor is in it.
+    file: Option<Arc<dyn DiskFile>>,
+}
+
+impl Cursor {
+    fn at_start_of(segment: u64) -> Self {
+        Cursor {
+            segment,
+            offset: FILE_HEADER_LEN as u64,
+            file: None,
+        }
+    }
+}
+
+impl fmt::Debug for DiskQueueStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiskQueueStore")
+            .field("dir", &self.dir)
+            .field("segments", &self.segments.len())
+            .field("ready", &self.len())
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DiskQueueStore {
+    /// Opens the store in `dir`, creating it if missing and recovering it
+    /// otherwise.
+    pub fn open(
+        disk: Arc<dyn Disk>,
+        dir: PathBuf,
+        sync: Arc<SyncCoordinator>,
+    ) -> Result<Self, StoreError> {
+        Self::open_with_options(disk, dir, sync, StoreOptions::default())
+    }
+
+    /// [`open`](Self::open) with explicit tunables.
+    pub fn open_with_options(
+        disk: Arc<dyn Disk>,
+        dir: PathBuf,
+        sync: Arc<SyncCoordinator>,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        disk.create_dir_all(&dir)?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            disk.sync_dir(parent)?;
+        }
+        let (ack_log, acks) = AckLog::open(&*disk, &dir)?;
+
+        let mut ids: Vec<u64> = disk
+            .list(&dir)?
+            .iter()
+            .filter_map(|name| parse_segment_file_name(name))
+            .collect();
+        ids.sort_unstable();
+        let mut reader = ChunkReader::new(options.read_chunk_size);
+        let mut segments = VecDeque::new();
+        let mut last_file = None;
+        let mut prev_seq = None;
+        let mut dir_changed = false;
+        for &id in &ids {
+            let path = dir.join(segment_file_name(id));
+            let file = disk.open(&path)?;
+            match Segment::recover(id, &*file, &mut reader, &acks.acked, &mut prev_seq)? {
+                Some(seg) => {
+                    segments.push_back(seg);
+                    last_file = Some(file);
+                }
+                None => {
+                    disk.remove_file(&path)?;
+                    dir_changed = true;
+                }
+            }
+        }
+        let next_seq = prev_seq
+            .map_or(0, |p| p.saturating_add(1))
+            .max(acks.seq_floor);
+        let mut next_segment_id = ids.last().map_or(1, |id| id + 1);
+        let write_file = match last_file {
+            Some(file) => file,
+            None => {
+                let file = create_segment_file(&*disk, &dir, next_segment_id)?;
+                segments.push_back(Segment::new(next_segment_id, next_seq));
+                next_segment_id += 1;
+                file
+            }
+        };
+        let unread = segments.iter().map(|s| s.unread).sum();
+        let cursor = Cursor::at_start_of(segments.front().map_or(0, |s| s.id));
+
+        let mut store = DiskQueueStore {
+            write_file,
+            disk,
+            dir,
+            sync,
+            compact_at: options.ack_log_compact_records,
+            options,
+            segments,
+            next_segment_id,
+            ack_log,
+            requeued: BTreeMap::new(),
+            unread,
+            cursor,
+            reader,
+            read_floor: 0,
+            next_seq,
+            recovered_below: next_seq,
+            redelivered_below: acks.delivered_up_to,
+            delivered_up_to: acks.delivered_up_to,
+            scratch: Vec::new(),
+            destroyed: false,
+        };
+        let mut i = 0;
+        while i < store.segments.len() {
+            if store.delete_if_settled(i) {
+                dir_changed = true;
+            } else {
+                i += 1;
+            }
+        }
+        if dir_changed {
+            store.disk.sync_dir(&store.dir)?;
+        }
+        store.maybe_compact();
+        Ok(store)
+    }
+
+    /// The directory holding this store.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn invalid_input(what: String) -> StoreError {
+        StoreError::Io(io::Error::new(io::ErrorKind::InvalidInput, what))
+    }
+
+    fn segment_index(&self, id: u64) -> Option<usize> {
+        self.segments.binary_search_by_key(&id, |s| s.id).ok()
+    }
+
+    /// The segment holding the record with sequence number `seq`.
+    fn segment_holding(&self, seq: u64) -> Option<usize> {
+        let i = self.segments.partition_point(|s| s.first_seq <= seq);
+        let i = i.checked_sub(1)?;
+        self.segments[i].holds(seq).then_some(i)
+    }
+
+    /// Starts a new segment for writing.
+    fn roll(&mut self) -> Result<(), StoreError> {
+        let id = self.next_segment_id;
+        self.write_file = create_segment_file(&*self.disk, &self.dir, id)?;
+        self.next_segment_id += 1;
+        self.segments.push_back(Segment::new(id, self.next_seq));
+        if self.segments.len() >= 2 {
+            self.delete_if_settled(self.segments.len() - 2);
+        }
+        Ok(())
+    }
+
+    /// Deletes segment `i` if every record in it is settled and it is not
+    /// being written. Returns whether it was deleted.
+    fn delete_if_settled(&mut self, i: usize) -> bool {
+        let seg = &self.segments[i];
+        if seg.live > 0 || i + 1 >= self.segments.len() {
+            return false;
+        }
+        let id = seg.id;
+        // Its settled set goes with it, and with it its share of the ack
+        // log at the next compaction: so the file must really be gone.
+        if let Err(e) = self.disk.remove_file(&self.dir.join(segment_file_name(id))) {
+            if e.kind() != io::ErrorKind::NotFound {
+                warn!(segment = id, error = %e, "cannot delete a settled segment; will retry");
+                return false;
+            }
+        }
+        self.segments.remove(i);
+        if self.cursor.segment == id {
+            self.move_cursor_to(i);
+        }
+        true
+    }
+
+    /// Puts the cursor at the start of the segment at index `i` (or at the
+    /// end of the last one if there is none).
+    fn move_cursor_to(&mut self, i: usize) {
+        self.reader.release();
+        self.cursor = match self.segments.get(i) {
+            Some(seg) => Cursor::at_start_of(seg.id),
+            None => match self.segments.back() {
+                Some(seg) => Cursor {
+                    segment: seg.id,
+                    offset: seg.end,
+                    file: None,
+                },
+                None => Cursor::at_start_of(self.next_segment_id),
+            },
+        };
+    }
+
+    fn cursor_file(&mut self, i: usize) -> io::Result<Arc<dyn DiskFile>> {
+        if let Some(file) = &self.cursor.file {
+            return Ok(Arc::clone(file));
+        }
+        let file = if i + 1 == self.segments.len() {
+            Arc::clone(&self.write_file)
+        } else {
+            self.disk
+                .open(&self.dir.join(segment_file_name(self.segments[i].id)))?
+        };
+        self.cursor.file = Some(Arc::clone(&file));
+        Ok(file)
+    }
+
+    /// Rewrites the ack log if it is large and mostly about deleted
+    /// segments.
+    fn maybe_compact(&mut self) {
+        let records = self.ack_log.records();
+        if records < self.compact_at {
+            return;
+        }
+        let needed = 1 + self
+            .segments
+            .iter()
+            .map(|s| s.acked.range_count() as u64)
+            .sum::<u64>();
+        if needed.saturating_mul(2) > records {
+            self.compact_at = records.saturating_mul(2);
+            return;
+        }
+        let DiskQueueStore {
+            disk,
+            segments,
+            ack_log,
+            delivered_up_to,
+            ..
+        } = self;
+        let entries = std::iter::once(AckEntry::DeliveredUpTo(*delivered_up_to)).chain(
+            segments.iter().flat_map(|s| {
+                s.acked.ranges().map(|(from, to)| {
+                    if to == from.saturating_add(1) {
+                        AckEntry::Ack(from)
+                    } else {
+                        AckEntry::Range(from, to)
+                    }
+                })
+            }),
+        );
+        match ack_log.rewrite(&**disk, entries) {
+            Ok(()) => {
+                self.compact_at = needed
+                    .saturating_mul(4)
+                    .max(self.options.ack_log_compact_records);
+            }
+            Err(e) => {
+                warn!(error = %e, "ack log compaction failed; will retry later");
+                self.compact_at = records.saturating_mul(2);
+            }
+        }
+    }
+
+    /// Skips the rest of segment `i` after a record that fails its checks
+    /// while delivering (the disk changed under the store). Its records
+    /// are lost; recovery cuts the file at the same place.
+    fn abandon_rest_of_segment(&mut self, i: usize, problem: &str) {
+        let seg = &mut self.segments[i];
+        error!(
+            segment = seg.id,
+            offset = self.cursor.offset,
+            lost = seg.unread,
+            problem,
+            "corrupt record while delivering; the rest of the segment is skipped"
+        );
+        seg.live = seg.live.saturating_sub(seg.unread);
+        self.unread = self.unread.saturating_sub(seg.unread);
+        seg.unread = 0;
+        seg.end = self.cursor.offset;
+        seg.sealed = true;
+        self.reader.release();
+    }
+
+    /// Settles the record `seq` of segment `i` behind the store's back
+    /// (never served): acked in memory and in the ack log.
+    fn settle_unservable(&mut self, i: usize, seq: u64) {
+        if let Err(e) = self.ack_log.append(&[AckEntry::Ack(seq)]) {
+            warn!(error = %e, "cannot record a dropped message");
+        }
+        let seg = &mut self.segments[i];
+        if seg.acked.insert(seq) {
+            seg.live = seg.live.saturating_sub(1);
+        }
+        self.delete_if_settled(i);
+    }
+
+    fn build_message(rec: &RawRecord) -> Result<Message, DecodeError> {
+        let p = &rec.payload;
+        let l = &rec.layout;
+        let properties = BasicProperties::decode(&p[l.properties.clone()])?;
+        // Both names were checked to be UTF-8 when the record was parsed.
+        let exchange = String::from_utf8_lossy(&p[l.exchange.clone()]).into_owned();
+        let routing_key = String::from_utf8_lossy(&p[l.routing_key.clone()]).into_owned();
+        let mut message = Message::new(
+            exchange,
+            routing_key,
+            p.slice(l.properties.clone()),
+            properties,
+            p.slice(l.body.clone()),
+        );
+        message.persistent = l.persistent;
+        Ok(message)
+    }
+}
+
+/// Creates segment file `id` holding just its header, with a durable
+/// directory entry.
+fn create_segment_file(
+    disk: &dyn Disk,
+    dir: &Path,
+    id: u64,
+) -> Result<Arc<dyn DiskFile>, StoreError> {
+    let path = dir.join(segment_file_name(id));
+    let file = disk.open(&path)?;
+    let created = (|| {
+        if !file.is_empty() {
+            file.truncate(0)?;
+        }
+        file.append(&file_header(SEGMENT_MAGIC))?;
+        // The header is durable before any record follows it (so recovery
+        // can tell a torn creation from a damaged segment), and so is the
+        // directory entry before any sync of the segment's records counts.
+        file.sync()?;
+        disk.sync_dir(dir)
+    })();
+    match created {
+        Ok(()) => Ok(file),
+        Err(e) => {
+            if let Err(r) = disk.remove_file(&path) {
+                warn!(error = %r, "cannot remove a segment that failed to start");
+            }
+            Err(e.into())
+        }
+    }
+}
+
+impl MessageStore for DiskQueueStore {
+    fn push(&mut self, msg: QueuedMessage) -> Result<Option<SyncTicket>, StoreError> {
+        if self.destroyed {
+            return Err(StoreError::Io(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the queue's store was destroyed",
+            )));
+        }
+        let seq = msg.seq;
+        if seq < self.next_seq || seq == u64::MAX {
+            return Err(Self::invalid_input(format!(
+                "sequence number {seq} is not above the previous one"
+            )));
+        }
+        self.scratch.clear();
+        encode_message(&mut self.scratch, seq, &msg.message)
+            .map_err(|e| Self::invalid_input(e.to_string()))?;
+        let len = self.scratch.len() as u64;
+        let roll = match self.segments.back() {
+            Some(w) => {
+                w.sealed
+                    || (w.end > FILE_HEADER_LEN as u64 && w.end + len > self.options.segment_size)
+            }
+            None => true,
+        };
+        if roll {
+            self.roll()?;
+        }
+        let Some(w) = self.segments.back_mut() else {
+            return Err(StoreError::Corrupt("no segment to write to".into()));
+        };
+        let appended = self.write_file.append(&self.scratch);
+        if self.scratch.capacity() > SCRATCH_KEEP {
+            self.scratch = Vec::new();
+        }
+        match appended {
+            Ok(offset) if offset == w.end => {}
+            Ok(offset) => {
+                w.sealed = true;
+                return Err(StoreError::Corrupt(format!(
+                    "segment {} grew outside the store (append at {offset}, expected {})",
+                    w.id, w.end
+                )));
+            }
+            Err(e) => {
+                // Part of the record may be on disk: write elsewhere from
+                // now on; recovery cuts the partial record.
+                w.sealed = true;
+                return Err(e.into());
+            }
+        }
+        if w.last_seq.is_none() {
+            w.first_seq = seq;
+        }
+        w.end += len;
+        w.last_seq = Some(seq);
+        w.live += 1;
+        w.unread += 1;
+        self.unread += 1;
+        self.next_seq = seq + 1;
+        if msg.message.persistent {
+            Ok(Some(self.sync.mark_dirty(&self.write_file)))
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn pop(&mut self) -> Result<Option<QueuedMessage>, StoreError> {
+        if let Some((_, msg)) = self.requeued.pop_first() {
+            return Ok(Some(msg));
+        }
+        while self.unread > 0 {
+            let Some(i) = self.segment_index(self.cursor.segment) else {
+                // Not reachable: deleting the cursor's segment moves the
+                // cursor on. Start over from the front.
+                error!(
+                    segment = self.cursor.segment,
+                    "read cursor lost its segment"
+                );
+                if self.segments.is_empty() {
+                    self.unread = 0;
+                    break;
+                }
+                self.move_cursor_to(0);
+                continue;
+            };
+            let file = self.cursor_file(i)?;
+            let (id, end) = (self.segments[i].id, self.segments[i].end);
+            let rec = match self.reader.read(id, &*file, self.cursor.offset, end)? {
+                ChunkRead::Record(rec) => rec,
+                ChunkRead::End if i + 1 < self.segments.len() => {
+                    self.move_cursor_to(i + 1);
+                    continue;
+                }
+                ChunkRead::End => {
+                    error!(unread = self.unread, "fewer messages on disk than counted");
+                    for seg in self.segments.iter_mut() {
+                        seg.live = seg.live.saturating_sub(seg.unread);
+                        seg.unread = 0;
+                    }
+                    self.unread = 0;
+                    break;
+                }
+                ChunkRead::Bad(problem) => {
+                    self.abandon_rest_of_segment(i, problem);
+                    continue;
+                }
+            };
+            let seq = rec.layout.seq;
+            self.cursor.offset = rec.next;
+            self.read_floor = seq.saturating_add(1);
+            let seg = &mut self.segments[i];
+            let dropped = !rec.layout.persistent && seq < self.recovered_below;
+            if dropped || seg.acked.contains(seq) {
+                continue;
+            }
+            seg.unread = seg.unread.saturating_sub(1);
+            self.unread = self.unread.saturating_sub(1);
+            let message = match Self::build_message(&rec) {
+                Ok(message) => message,
+                Err(e) => {
+                    error!(seq, error = %e, "stored message has undecodable properties; dropped");
+                    self.settle_unservable(i, seq);
+                    continue;
+                }
+            };
+            self.reader.release_if_before(id, self.cursor.offset);
+            let mark = seq.saturating_add(1);
+            if mark > self.delivered_up_to {
+                self.delivered_up_to = mark;
+                if let Err(e) = self.ack_log.append(&[AckEntry::DeliveredUpTo(mark)]) {
+                    warn!(error = %e, "cannot record delivery progress");
+                }
+                self.maybe_compact();
+            }
+            return Ok(Some(QueuedMessage {
+                seq,
+                message: Arc::new(message),
+                redelivered: seq < self.redelivered_below,
+            }));
+        }
+        Ok(None)
+    }
+
+    fn requeue(&mut self, msg: QueuedMessage) {
+        if !self.destroyed {
+            self.requeued.insert(msg.seq, msg);
+        }
+    }
+
+    fn ack(&mut self, msg: &QueuedMessage) -> Result<(), StoreError> {
+        if self.destroyed {
+            return Ok(());
+        }
+        let seq = msg.seq;
+        let Some(i) = self.segment_holding(seq) else {
+            return Ok(());
+        };
+        if self.segments[i].acked.contains(seq) {
+            return Ok(());
+        }
+        self.ack_log.append(&[AckEntry::Ack(seq)])?;
+        self.sync.mark_dirty(self.ack_log.file());
+        self.requeued.remove(&seq);
+        // Normally only delivered messages are acked; one the cursor has not
+        // reached yet leaves the ready count too.
+        let was_dropped = !msg.message.persistent && seq < self.recovered_below;
+        let seg = &mut self.segments[i];
+        seg.acked.insert(seq);
+        seg.live = seg.live.saturating_sub(1);
+        if seq >= self.read_floor && !was_dropped && seg.unread > 0 {
+            seg.unread -= 1;
+            self.unread -= 1;
+        }
+        self.delete_if_settled(i);
+        self.maybe_compact();
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.requeued.len() + self.unread as usize
+    }
+
+    fn purge(&mut self) -> Result<usize, StoreError> {
+        if self.destroyed {
+            return Ok(0);
+        }
+        let count = self.len();
+        let mut entries: Vec<AckEntry> = self
+            .requeued
+            .keys()
+            .map(|&seq| AckEntry::Ack(seq))
+            .collect();
+        let range = (self.unread > 0).then_some((self.read_floor, self.next_seq));
+        if let Some((from, to)) = range {
+            entries.push(AckEntry::Range(from, to));
+        }
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        self.ack_log.append(&entries)?;
+        self.sync.mark_dirty(self.ack_log.file());
+        for seq in std::mem::take(&mut self.requeued).into_keys() {
+            if let Some(i) = self.segment_holding(seq) {
+                let seg = &mut self.segments[i];
+                if seg.acked.insert(seq) {
+                    seg.live = seg.live.saturating_sub(1);
+                }
+            }
+        }
+        if let Some((from, _)) = range {
+            let start = self.segment_index(self.cursor.segment).unwrap_or(0);
+            for seg in self.segments.iter_mut().skip(start) {
+                if let Some(last) = seg.last_seq {
+                    let from = from.max(seg.first_seq);
+                    if from <= last {
+                        seg.acked.insert_range(from, last.saturating_add(1));
+                    }
+                }
+                seg.live = seg.live.saturating_sub(seg.unread);
+                seg.unread = 0;
+            }
+            self.unread = 0;
+            self.read_floor = self.next_seq;
+            let last = self.segments.len();
+            self.move_cursor_to(last);
+        }
+        let mut i = 0;
+        while i < self.segments.len() {
+            if !self.delete_if_settled(i) {
+                i += 1;
+            }
+        }
+        self.maybe_compact();
+        Ok(count)
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    fn destroy(&mut self) -> Result<(), StoreError> {
+        self.destroyed = true;
+        self.segments.clear();
+        self.requeued.clear();
+        self.unread = 0;
+        self.reader.release();
+        self.cursor.file = None;
+        self.disk.remove_dir_all(&self.dir)?;
+        if let Some(parent) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            match self.disk.sync_dir(parent) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
