@@ -13,9 +13,6 @@ import pytest
 from brokerctl import pika_params
 
 
-# Warren keeps messages in memory until the disk-first store lands. Strict, so
-# the marker must go the moment the test passes.
-@pytest.mark.xfail(strict=True, reason="durable storage is not implemented yet")
 def test_durable_state_survives_restart(broker_factory):
     server = broker_factory.start()
 

@@ -78,16 +78,21 @@ impl<Q> VirtualHost<Q> {
     }
 
     /// exchange.declare: creates the exchange, or checks that an existing one
-    /// is equivalent. `passive` only checks that it exists.
-    pub fn declare_exchange(&mut self, spec: ExchangeSpec, passive: bool) -> Result<(), AmqpError> {
+    /// is equivalent. `passive` only checks that it exists. Returns whether
+    /// it was created.
+    pub fn declare_exchange(
+        &mut self,
+        spec: ExchangeSpec,
+        passive: bool,
+    ) -> Result<bool, AmqpError> {
         if spec.name.is_empty() {
             return Err(Self::default_exchange_refused());
         }
         if passive {
-            return self.exchange(&spec.name).map(|_| ());
+            return self.exchange(&spec.name).map(|_| false);
         }
         match self.exchanges.get(&spec.name) {
-            Some(existing) => self.check_equivalent(&existing.spec, &spec),
+            Some(existing) => self.check_equivalent(&existing.spec, &spec).map(|_| false),
             None => {
                 if is_reserved(&spec.name) {
                     return Err(AmqpError::access_refused(format!(
@@ -97,7 +102,7 @@ impl<Q> VirtualHost<Q> {
                 }
                 self.exchanges
                     .insert(spec.name.clone(), Exchange::new(spec));
-                Ok(())
+                Ok(true)
             }
         }
     }
@@ -149,8 +154,8 @@ impl<Q> VirtualHost<Q> {
     }
 
     /// exchange.delete. Deleting an exchange that does not exist succeeds,
-    /// as in RabbitMQ 3.x.
-    pub fn delete_exchange(&mut self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+    /// as in RabbitMQ 3.x. Returns whether an exchange was deleted.
+    pub fn delete_exchange(&mut self, name: &str, if_unused: bool) -> Result<bool, AmqpError> {
         if name.is_empty() || is_reserved(name) {
             if name.is_empty() {
                 return Err(Self::default_exchange_refused());
@@ -161,7 +166,7 @@ impl<Q> VirtualHost<Q> {
             )));
         }
         let Some(x) = self.exchanges.get(name) else {
-            return Ok(());
+            return Ok(false);
         };
         if if_unused && x.has_bindings() {
             return Err(AmqpError::precondition_failed(format!(
@@ -171,7 +176,7 @@ impl<Q> VirtualHost<Q> {
         }
         self.exchanges.remove(name);
         self.remove_destination(&Destination::Exchange(name.to_string()));
-        Ok(())
+        Ok(true)
     }
 
     /// Removes every binding to `dest`, then deletes auto-delete exchanges
@@ -197,6 +202,22 @@ impl<Q> VirtualHost<Q> {
             Destination::Exchange(x) if !self.exchanges.contains_key(x) => Err(self.no_exchange(x)),
             _ => Ok(()),
         }
+    }
+
+    /// Whether a binding from `source` to `dest` outlives a restart: both
+    /// ends durable. `queue_durable` says it for queues.
+    pub fn binding_is_durable(
+        &self,
+        source: &str,
+        dest: &Destination,
+        queue_durable: impl Fn(&Q) -> bool,
+    ) -> bool {
+        let source_durable = self.exchanges.get(source).is_some_and(|x| x.spec.durable);
+        source_durable
+            && match dest {
+                Destination::Queue(q) => self.queues.get(q).is_some_and(queue_durable),
+                Destination::Exchange(x) => self.exchanges.get(x).is_some_and(|x| x.spec.durable),
+            }
     }
 
     /// queue.bind / exchange.bind. Binding twice is harmless.

@@ -1,15 +1,28 @@
-//! The broker: configuration, virtual hosts, connection ids. Shared by every
-//! connection task through an `Arc`.
+//! The broker: configuration, virtual hosts, storage, connection ids.
+//! Shared by every connection task through an `Arc`.
+//!
+//! With a data directory, durable definitions are saved on every change and
+//! restored by [`Broker::open`], and durable queues keep their messages in a
+//! disk-first store whose syncs release publisher confirms.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
-use warren_core::{SyncTicket, VirtualHost};
+use tracing::{info, warn};
+use warren_core::exchange::ExchangeSpec;
+use warren_core::{
+    Destination, ExchangeKind, MemoryStore, MessageStore, StoreError, SyncTicket, VirtualHost,
+};
+use warren_store::{Disk, DiskQueueStore, RealDisk, SyncCoordinator};
 
-use crate::queue::QueueCell;
+use crate::definitions::{
+    BindingDef, Definitions, DefinitionsFile, ExchangeDef, QueueDef, Table, VHostDefinitions,
+};
+use crate::queue::{QueueCell, QueueSpec};
 use crate::ServerConfig;
 
 /// A virtual host's topology behind a read-write lock: publishes take it for
@@ -17,19 +30,47 @@ use crate::ServerConfig;
 /// for writing.
 pub type VHost = RwLock<VirtualHost<Arc<QueueCell>>>;
 
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot use the data directory {dir}: {source}")]
+    DataDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot recover queue '{queue}': {source}")]
+    Queue { queue: String, source: StoreError },
+}
+
+/// The data directory's stores.
+struct Storage {
+    dir: PathBuf,
+    disk: Arc<dyn Disk>,
+    sync: Arc<SyncCoordinator>,
+    definitions: DefinitionsFile,
+    /// Serialises saves so a newer snapshot is never overwritten by an
+    /// older one. Taken before any topology lock.
+    save_lock: Mutex<()>,
+    next_queue_id: AtomicU64,
+}
+
 pub struct Broker {
     pub config: ServerConfig,
     vhosts: HashMap<String, Arc<VHost>>,
     next_connection: AtomicU64,
+    storage: Option<Storage>,
     /// How far the message store has synced; confirms wait on it.
     synced: watch::Receiver<SyncTicket>,
-    /// Kept so the channel stays open when no store reports syncs.
+    /// Keeps the channel open when there is no store to report syncs.
     _sync_source: watch::Sender<SyncTicket>,
 }
 
 impl Broker {
-    pub fn new(config: ServerConfig) -> Arc<Self> {
-        let vhosts = config
+    /// Opens the broker: with a data directory, restores durable exchanges,
+    /// queues (with their messages) and bindings.
+    pub fn open(config: ServerConfig) -> Result<Arc<Self>, StartError> {
+        let (sync_source, mut synced) = watch::channel(0);
+        let mut vhosts: HashMap<String, Arc<VHost>> = config
             .vhosts
             .iter()
             .map(|name| {
@@ -39,14 +80,39 @@ impl Broker {
                 )
             })
             .collect();
-        let (sync_source, synced) = watch::channel(0);
-        Arc::new(Broker {
+        let storage = match &config.data_dir {
+            None => None,
+            Some(dir) => {
+                let io = |source| StartError::DataDir {
+                    dir: dir.clone(),
+                    source,
+                };
+                std::fs::create_dir_all(dir.join("queues")).map_err(io)?;
+                let definitions = DefinitionsFile::new(dir);
+                let defs = definitions.load().map_err(io)?;
+                let disk: Arc<dyn Disk> = Arc::new(RealDisk::new());
+                let sync = SyncCoordinator::start();
+                synced = sync.subscribe();
+                let storage = Storage {
+                    dir: dir.clone(),
+                    disk,
+                    sync,
+                    definitions,
+                    save_lock: Mutex::new(()),
+                    next_queue_id: AtomicU64::new(defs.next_queue_id.max(1)),
+                };
+                storage.restore(&defs, &mut vhosts)?;
+                Some(storage)
+            }
+        };
+        Ok(Arc::new(Broker {
             config,
             vhosts,
             next_connection: AtomicU64::new(1),
+            storage,
             synced,
             _sync_source: sync_source,
-        })
+        }))
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
@@ -68,4 +134,192 @@ impl Broker {
             .iter()
             .any(|u| u.name == user && u.password == password)
     }
+
+    /// Whether a queue with these properties keeps its messages on disk and
+    /// its definition across restarts (durable and not exclusive, as in
+    /// RabbitMQ, and only with a data directory).
+    pub fn is_persistent(&self, durable: bool, exclusive: bool) -> bool {
+        self.storage.is_some() && durable && !exclusive
+    }
+
+    /// Creates the cell of a new queue, with a disk store if it persists.
+    pub fn new_queue(&self, mut spec: QueueSpec) -> Result<Arc<QueueCell>, StoreError> {
+        let store: Box<dyn MessageStore> = match &self.storage {
+            Some(s) if spec.durable && spec.exclusive_owner.is_none() => {
+                spec.id = s.next_queue_id.fetch_add(1, Ordering::SeqCst);
+                Box::new(s.open_queue(spec.id)?)
+            }
+            _ => Box::<MemoryStore>::default(),
+        };
+        Ok(QueueCell::with_store(spec, store))
+    }
+
+    /// Saves the durable definitions if `changed` says a durable entity was
+    /// involved. Failures are logged: the change has already happened.
+    pub fn save_definitions(&self, changed: bool) {
+        let Some(s) = &self.storage else {
+            return;
+        };
+        if !changed {
+            return;
+        }
+        let _guard = s.save_lock.lock();
+        let mut defs = Definitions {
+            next_queue_id: s.next_queue_id.load(Ordering::SeqCst),
+            ..Default::default()
+        };
+        for (name, vhost) in &self.vhosts {
+            defs.vhosts.insert(name.clone(), snapshot(&vhost.read()));
+        }
+        if let Err(err) = s.definitions.save(&defs) {
+            warn!(%err, "cannot save definitions");
+        }
+    }
+
+    /// Syncs everything written and stops the storage threads.
+    pub fn shutdown(&self) {
+        if let Some(s) = &self.storage {
+            s.sync.shutdown();
+        }
+    }
+}
+
+impl Storage {
+    fn queue_dir(&self, id: u64) -> PathBuf {
+        self.dir.join("queues").join(id.to_string())
+    }
+
+    fn open_queue(&self, id: u64) -> Result<DiskQueueStore, StoreError> {
+        DiskQueueStore::open(
+            Arc::clone(&self.disk),
+            self.queue_dir(id),
+            Arc::clone(&self.sync),
+        )
+    }
+
+    /// Rebuilds durable topology from saved definitions and removes the
+    /// storage of queues that are no longer defined.
+    fn restore(
+        &self,
+        defs: &Definitions,
+        vhosts: &mut HashMap<String, Arc<VHost>>,
+    ) -> Result<(), StartError> {
+        let mut live = std::collections::HashSet::new();
+        for (vname, vdefs) in &defs.vhosts {
+            let Some(vhost) = vhosts.get_mut(vname) else {
+                warn!(vhost = %vname, "definitions for an unknown vhost ignored");
+                continue;
+            };
+            let mut topo = vhost.write();
+            for x in &vdefs.exchanges {
+                let Ok(kind) = ExchangeKind::parse(&x.kind) else {
+                    warn!(exchange = %x.name, kind = %x.kind, "unknown exchange type ignored");
+                    continue;
+                };
+                let spec = ExchangeSpec {
+                    name: x.name.clone(),
+                    kind,
+                    durable: true,
+                    auto_delete: x.auto_delete,
+                    internal: x.internal,
+                    arguments: x.arguments.0.clone(),
+                };
+                if let Err(err) = topo.declare_exchange(spec, false) {
+                    warn!(exchange = %x.name, %err, "cannot restore exchange");
+                }
+            }
+            for q in &vdefs.queues {
+                live.insert(q.id);
+                let store = self.open_queue(q.id).map_err(|source| StartError::Queue {
+                    queue: q.name.clone(),
+                    source,
+                })?;
+                let spec = QueueSpec {
+                    name: q.name.clone(),
+                    id: q.id,
+                    durable: true,
+                    exclusive_owner: None,
+                    auto_delete: q.auto_delete,
+                    arguments: q.arguments.0.clone(),
+                };
+                let cell = QueueCell::with_store(spec, Box::new(store));
+                info!(vhost = %vname, queue = %q.name, messages = cell.counts().0, "queue recovered");
+                topo.insert_queue(q.name.clone(), cell);
+            }
+            for b in &vdefs.bindings {
+                let dest = if b.destination_is_queue {
+                    Destination::Queue(b.destination.clone())
+                } else {
+                    Destination::Exchange(b.destination.clone())
+                };
+                if let Err(err) = topo.bind(&b.source, dest, &b.routing_key, &b.arguments.0) {
+                    warn!(source = %b.source, destination = %b.destination, %err, "cannot restore binding");
+                }
+            }
+        }
+        // Storage of queues deleted while their definition was not saved.
+        if let Ok(entries) = std::fs::read_dir(self.dir.join("queues")) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let id = name.to_str().and_then(|s| s.parse::<u64>().ok());
+                if id.is_some_and(|id| !live.contains(&id)) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The durable part of a virtual host's topology.
+fn snapshot(topo: &VirtualHost<Arc<QueueCell>>) -> VHostDefinitions {
+    let durable_queue = |name: &str| {
+        topo.queue(name)
+            .is_some_and(|q| q.spec.durable && q.spec.exclusive_owner.is_none())
+    };
+    let durable_exchange = |name: &str| topo.exchange(name).is_ok_and(|x| x.spec.durable);
+    let mut defs = VHostDefinitions::default();
+    for x in topo.exchanges() {
+        let predeclared = x.name().is_empty() || x.name().starts_with("amq.");
+        if x.spec.durable && !predeclared {
+            defs.exchanges.push(ExchangeDef {
+                name: x.name().to_string(),
+                kind: x.spec.kind.as_str().to_string(),
+                auto_delete: x.spec.auto_delete,
+                internal: x.spec.internal,
+                arguments: Table(x.spec.arguments.clone()),
+            });
+        }
+        if !x.spec.durable {
+            continue;
+        }
+        for b in x.bindings() {
+            let (dest, is_queue, durable) = match &b.destination {
+                Destination::Queue(q) => (q.clone(), true, durable_queue(q)),
+                Destination::Exchange(e) => (e.clone(), false, durable_exchange(e)),
+            };
+            if durable {
+                defs.bindings.push(BindingDef {
+                    source: x.name().to_string(),
+                    destination: dest,
+                    destination_is_queue: is_queue,
+                    routing_key: b.routing_key,
+                    arguments: Table(b.arguments),
+                });
+            }
+        }
+    }
+    for (name, q) in topo.queues() {
+        if q.spec.durable && q.spec.exclusive_owner.is_none() {
+            defs.queues.push(QueueDef {
+                name: name.to_string(),
+                id: q.spec.id,
+                auto_delete: q.spec.auto_delete,
+                arguments: Table(q.spec.arguments.clone()),
+            });
+        }
+    }
+    defs.exchanges.sort_by(|a, b| a.name.cmp(&b.name));
+    defs.queues.sort_by(|a, b| a.name.cmp(&b.name));
+    defs
 }

@@ -136,6 +136,10 @@ pub fn delete_queue(
     }
     topo.remove_queue(name);
     drop(topo);
+    ctx.broker.save_definitions(
+        ctx.broker
+            .is_persistent(q.spec.durable, q.spec.exclusive_owner.is_some()),
+    );
     let (count, consumers) = {
         let mut inner = q.state.lock();
         inner.deleted = true;
@@ -152,6 +156,31 @@ pub fn delete_queue(
         });
     }
     Ok(count)
+}
+
+/// queue.bind / exchange.bind (`add`) or their unbind, saving the
+/// definitions when both ends are durable.
+fn bind(
+    ctx: &ConnCtx,
+    add: bool,
+    source: &str,
+    dest: Destination,
+    key: &str,
+    args: &warren_protocol::FieldTable,
+) -> Result<(), AmqpError> {
+    let mut topo = ctx.vhost.write();
+    let durable = topo.binding_is_durable(source, &dest, |q| {
+        ctx.broker
+            .is_persistent(q.spec.durable, q.spec.exclusive_owner.is_some())
+    });
+    if add {
+        topo.bind(source, dest, key, args)?;
+    } else {
+        topo.unbind(source, dest, key, args)?;
+    }
+    drop(topo);
+    ctx.broker.save_definitions(durable);
+    Ok(())
 }
 
 /// Removes a consumer from its queue, deleting an auto-delete queue that
@@ -677,40 +706,35 @@ impl Channel {
                     internal: m.internal,
                     arguments: m.arguments,
                 };
-                ctx.vhost.write().declare_exchange(spec, m.passive)?;
+                let created = ctx.vhost.write().declare_exchange(spec, m.passive)?;
+                ctx.broker.save_definitions(created && m.durable);
                 if !m.nowait {
                     out.method(id, ExchangeDeclareOk {});
                 }
                 Ok(())
             }
             Method::ExchangeDelete(m) => {
-                ctx.vhost
+                let deleted = ctx
+                    .vhost
                     .write()
                     .delete_exchange(&m.exchange, m.if_unused)?;
+                ctx.broker.save_definitions(deleted);
                 if !m.nowait {
                     out.method(id, ExchangeDeleteOk {});
                 }
                 Ok(())
             }
             Method::ExchangeBind(m) => {
-                ctx.vhost.write().bind(
-                    &m.source,
-                    Destination::Exchange(m.destination),
-                    &m.routing_key,
-                    &m.arguments,
-                )?;
+                let dest = Destination::Exchange(m.destination);
+                bind(ctx, true, &m.source, dest, &m.routing_key, &m.arguments)?;
                 if !m.nowait {
                     out.method(id, ExchangeBindOk {});
                 }
                 Ok(())
             }
             Method::ExchangeUnbind(m) => {
-                ctx.vhost.write().unbind(
-                    &m.source,
-                    Destination::Exchange(m.destination),
-                    &m.routing_key,
-                    &m.arguments,
-                )?;
+                let dest = Destination::Exchange(m.destination);
+                bind(ctx, false, &m.source, dest, &m.routing_key, &m.arguments)?;
                 if !m.nowait {
                     out.method(id, ExchangeUnbindOk {});
                 }
@@ -732,7 +756,9 @@ impl Channel {
                     }
                 }
                 find_queue(ctx, &queue)?;
-                ctx.vhost.write().bind(
+                bind(
+                    ctx,
+                    true,
                     &m.exchange,
                     Destination::Queue(queue),
                     &key,
@@ -747,7 +773,9 @@ impl Channel {
                 // Unbinding succeeds whatever is missing, and RabbitMQ does not
                 // check exclusive ownership here.
                 let queue = self.queue_name(&m.queue)?;
-                ctx.vhost.write().unbind(
+                bind(
+                    ctx,
+                    false,
                     &m.exchange,
                     Destination::Queue(queue),
                     &m.routing_key,
@@ -1008,17 +1036,24 @@ impl Channel {
                     // Declared by someone else since we looked.
                     Some(q) => Arc::clone(q),
                     None => {
-                        let q = QueueCell::new(QueueSpec {
-                            name: name.clone(),
-                            durable: m.durable,
-                            exclusive_owner: m.exclusive.then_some(ctx.id),
-                            auto_delete: m.auto_delete,
-                            arguments: m.arguments.clone(),
-                        });
+                        let q = ctx
+                            .broker
+                            .new_queue(QueueSpec {
+                                name: name.clone(),
+                                id: 0,
+                                durable: m.durable,
+                                exclusive_owner: m.exclusive.then_some(ctx.id),
+                                auto_delete: m.auto_delete,
+                                arguments: m.arguments.clone(),
+                            })
+                            .map_err(store_failure)?;
                         topo.insert_queue(name.clone(), Arc::clone(&q));
                         if m.exclusive {
                             ctx.exclusive_queues.push(Arc::clone(&q));
                         }
+                        drop(topo);
+                        ctx.broker
+                            .save_definitions(ctx.broker.is_persistent(m.durable, m.exclusive));
                         q
                     }
                 }

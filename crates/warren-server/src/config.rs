@@ -1,6 +1,7 @@
 //! Server settings that clients can observe: negotiation limits, message
 //! size, users.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// One user allowed to connect.
@@ -24,6 +25,9 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     pub users: Vec<User>,
     pub vhosts: Vec<String>,
+    /// Where durable definitions and messages live; `None` keeps
+    /// everything in memory.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +43,7 @@ impl Default for ServerConfig {
                 password: "guest".into(),
             }],
             vhosts: vec!["/".into()],
+            data_dir: None,
         }
     }
 }

@@ -9,6 +9,7 @@ mod broker;
 mod channel;
 mod config;
 mod connection;
+mod definitions;
 mod queue;
 
 use std::future::Future;
@@ -18,13 +19,19 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub use broker::Broker;
+pub use broker::{Broker, StartError};
 pub use config::{ServerConfig, User};
 
-/// Accepts connections until `shutdown` completes, then asks every
-/// connection to close (320 CONNECTION_FORCED) and waits for them briefly.
-pub async fn run(listener: TcpListener, config: ServerConfig, shutdown: impl Future<Output = ()>) {
-    let broker = Broker::new(config);
+/// Opens the broker (recovering durable state from the data directory, if
+/// any), accepts connections until `shutdown` completes, then asks every
+/// connection to close (320 CONNECTION_FORCED), waits for them briefly and
+/// syncs the stores.
+pub async fn run(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let broker = Broker::open(config)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -57,4 +64,7 @@ pub async fn run(listener: TcpListener, config: ServerConfig, shutdown: impl Fut
     {
         tasks.abort_all();
     }
+    // Startup and shutdown block briefly on disk I/O; nothing else runs then.
+    broker.shutdown();
+    Ok(())
 }

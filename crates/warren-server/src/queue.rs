@@ -14,7 +14,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::error;
-use warren_core::{Message, QueueState, QueuedMessage, StoreError, SyncTicket};
+use warren_core::{Message, MessageStore, QueueState, QueuedMessage, StoreError, SyncTicket};
 use warren_protocol::FieldTable;
 
 use crate::connection::ConnEvent;
@@ -37,6 +37,8 @@ pub enum Enqueued {
 #[derive(Debug, Clone)]
 pub struct QueueSpec {
     pub name: String,
+    /// Names the storage directory of a persistent queue (0 otherwise).
+    pub id: u64,
     pub durable: bool,
     /// The connection that owns an exclusive queue.
     pub exclusive_owner: Option<u64>,
@@ -151,11 +153,11 @@ impl Consumer {
 }
 
 impl QueueCell {
-    pub fn new(spec: QueueSpec) -> Arc<Self> {
+    pub fn with_store(spec: QueueSpec, store: Box<dyn MessageStore>) -> Arc<Self> {
         Arc::new(QueueCell {
             spec,
             state: Mutex::new(QueueInner {
-                queue: QueueState::default(),
+                queue: QueueState::new(store),
                 deleted: false,
                 had_consumer: false,
             }),

@@ -74,6 +74,7 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
         channel_max: args.channel_max,
         heartbeat: args.heartbeat,
         max_message_size: args.max_message_size,
+        data_dir: Some(args.data_dir.clone()),
         ..ServerConfig::default()
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -97,9 +98,16 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
         };
         let local: Option<SocketAddr> = listener.local_addr().ok();
         info!(addr = ?local, data_dir = %args.data_dir.display(), "Warren listening for AMQP 0-9-1");
-        warren_server::run(listener, config, shutdown_signal()).await;
-        info!("stopped");
-        std::process::ExitCode::SUCCESS
+        match warren_server::run(listener, config, shutdown_signal()).await {
+            Ok(()) => {
+                info!("stopped");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(err) => {
+                error!(%err, "cannot start");
+                std::process::ExitCode::FAILURE
+            }
+        }
     })
 }
 

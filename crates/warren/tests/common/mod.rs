@@ -13,7 +13,7 @@ use warren_server::ServerConfig;
 pub struct TestServer {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), warren_server::StartError>>>,
 }
 
 impl TestServer {
