@@ -23,6 +23,7 @@ use crate::definitions::{
     BindingDef, Definitions, DefinitionsFile, ExchangeDef, QueueDef, Table, VHostDefinitions,
 };
 use crate::queue::{QueueCell, QueueSpec};
+use crate::resources::{spawn_monitor, Alarms};
 use crate::ServerConfig;
 
 /// A virtual host's topology behind a read-write lock: publishes take it for
@@ -63,11 +64,14 @@ pub struct Broker {
     synced: watch::Receiver<SyncTicket>,
     /// Keeps the channel open when there is no store to report syncs.
     _sync_source: watch::Sender<SyncTicket>,
+    /// Raised memory and disk alarms.
+    alarms: watch::Receiver<Alarms>,
 }
 
 impl Broker {
     /// Opens the broker: with a data directory, restores durable exchanges,
-    /// queues (with their messages) and bindings.
+    /// queues (with their messages) and bindings. Starts the resource
+    /// monitor, so it must run inside a tokio runtime.
     pub fn open(config: ServerConfig) -> Result<Arc<Self>, StartError> {
         let (sync_source, mut synced) = watch::channel(0);
         let mut vhosts: HashMap<String, Arc<VHost>> = config
@@ -105,7 +109,9 @@ impl Broker {
                 Some(storage)
             }
         };
+        let alarms = spawn_monitor(config.alarms.clone(), config.data_dir.clone());
         Ok(Arc::new(Broker {
+            alarms,
             config,
             vhosts,
             next_connection: AtomicU64::new(1),
@@ -117,6 +123,10 @@ impl Broker {
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
         self.vhosts.get(name).cloned()
+    }
+
+    pub fn alarms(&self) -> watch::Receiver<Alarms> {
+        self.alarms.clone()
     }
 
     pub fn synced(&self) -> watch::Receiver<SyncTicket> {

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::resources::AlarmConfig;
+
 /// One user allowed to connect.
 #[derive(Debug, Clone)]
 pub struct User {
@@ -28,6 +30,8 @@ pub struct ServerConfig {
     /// Where durable definitions and messages live; `None` keeps
     /// everything in memory.
     pub data_dir: Option<PathBuf>,
+    /// Memory and disk limits that block publishers.
+    pub alarms: AlarmConfig,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +48,7 @@ impl Default for ServerConfig {
             }],
             vhosts: vec!["/".into()],
             data_dir: None,
+            alarms: AlarmConfig::default(),
         }
     }
 }

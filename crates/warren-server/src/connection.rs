@@ -21,6 +21,8 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use warren_core::{AmqpError, Message, QueuedMessage, SyncTicket};
+
+use crate::resources::Alarms;
 use warren_protocol::{
     encode_body_frames, encode_content_header, encode_heartbeat, encode_method_frame, parse_frame,
     ConnectionClose, ConnectionCloseOk, ConnectionOpenOk, ConnectionStart, ConnectionTune,
@@ -151,6 +153,13 @@ struct Connection {
     deadline: Option<Instant>,
     /// The storage sync ticket reached so far, for confirms that wait.
     synced: watch::Receiver<SyncTicket>,
+    alarms: watch::Receiver<Alarms>,
+    /// The connection has published: alarms block it.
+    published: bool,
+    /// Reading is paused by an alarm.
+    blocked: bool,
+    /// Client announced the `connection.blocked` capability.
+    blocked_notify: bool,
 }
 
 enum Wake {
@@ -160,6 +169,7 @@ enum Wake {
     Tick,
     Stop,
     Synced,
+    Alarm,
 }
 
 /// Serves one client until it disconnects or the broker stops.
@@ -192,26 +202,33 @@ pub async fn serve(
         last_write: now,
         deadline: Some(now + broker.config.handshake_timeout),
         synced: broker.synced(),
+        alarms: broker.alarms(),
+        published: false,
+        blocked: false,
+        blocked_notify: false,
         broker,
     };
     debug!(conn = conn.id, %peer, "accepted");
     let (mut reader, mut writer) = stream.into_split();
     let mut stopping = false;
     while conn.phase != Phase::Closed {
+        conn.apply_alarms();
         let tick = conn.next_tick();
         if conn.rbuf.capacity() - conn.rbuf.len() < READ_RESERVE / 4 {
             conn.rbuf.reserve(READ_RESERVE);
         }
         let can_read = conn.out.buf.len() < WRITE_HIGH_WATER;
+        let read_socket = can_read && !conn.blocked;
         let want_write = !conn.out.buf.is_empty();
         let wait_sync = conn.waiting_for_sync();
         let wake = tokio::select! {
-            r = reader.read_buf(&mut conn.rbuf), if can_read => Wake::Read(r),
+            r = reader.read_buf(&mut conn.rbuf), if read_socket => Wake::Read(r),
             e = conn.rx.recv(), if can_read => Wake::Event(e),
             w = writer.write(&conn.out.buf), if want_write => Wake::Wrote(w),
             _ = tokio::time::sleep_until(tick.into()) => Wake::Tick,
             _ = stop.changed(), if !stopping => Wake::Stop,
             _ = conn.synced.changed(), if wait_sync => Wake::Synced,
+            Ok(()) = conn.alarms.changed() => Wake::Alarm,
         };
         match wake {
             Wake::Read(Ok(0)) | Wake::Read(Err(_)) => break,
@@ -240,6 +257,7 @@ pub async fn serve(
             Wake::Wrote(Err(_)) => break,
             Wake::Tick => conn.on_tick(),
             Wake::Synced => conn.flush_confirms(),
+            Wake::Alarm => {}
             Wake::Stop => {
                 if conn.phase == Phase::Running {
                     conn.close_with(Fault::new(AmqpError::new(
@@ -262,6 +280,32 @@ pub async fn serve(
 }
 
 impl Connection {
+    /// Blocks or unblocks a publishing connection as alarms come and go.
+    fn apply_alarms(&mut self) {
+        let alarms = *self.alarms.borrow_and_update();
+        let block = alarms.any() && self.published && self.phase == Phase::Running;
+        if block == self.blocked {
+            return;
+        }
+        self.blocked = block;
+        // A blocked client's heartbeats go unread; do not hold that
+        // against it.
+        self.last_read = Instant::now();
+        if self.blocked_notify {
+            if block {
+                self.out.method(
+                    0,
+                    warren_protocol::ConnectionBlocked {
+                        reason: alarms.reason().to_string(),
+                    },
+                );
+            } else {
+                self.out.method(0, warren_protocol::ConnectionUnblocked {});
+            }
+        }
+        info!(conn = self.id, peer = %self.peer, blocked = block, "publisher flow");
+    }
+
     fn next_tick(&self) -> Instant {
         if let Some(d) = self.deadline {
             return d;
@@ -292,6 +336,9 @@ impl Connection {
         }
         if self.heartbeat == 0 {
             return;
+        }
+        if self.blocked {
+            self.last_read = now;
         }
         let hb = Duration::from_secs(self.heartbeat as u64);
         if now >= self.last_read + hb * 2 {
@@ -417,6 +464,7 @@ impl Connection {
             "exchange_exchange_bindings",
             "basic.nack",
             "consumer_cancel_notify",
+            "connection.blocked",
             "per_consumer_qos",
             "authentication_failure_close",
         ]
@@ -520,10 +568,9 @@ impl Connection {
                 }
                 self.user = user;
                 if let Some(FieldValue::Table(caps)) = m.client_properties.get("capabilities") {
-                    self.cancel_notify = caps
-                        .get("consumer_cancel_notify")
-                        .and_then(FieldValue::as_bool)
-                        .unwrap_or(false);
+                    let has = |c: &str| caps.get(c).and_then(FieldValue::as_bool).unwrap_or(false);
+                    self.cancel_notify = has("consumer_cancel_notify");
+                    self.blocked_notify = has("connection.blocked");
                 }
                 let cfg = &self.broker.config;
                 self.out.method(
@@ -657,6 +704,9 @@ impl Connection {
             .channels
             .get(&id)
             .is_some_and(|c| c.has_pending_content());
+        if matches!(payload, FramePayload::Method(Method::BasicPublish(_))) {
+            self.published = true;
+        }
         let (class_id, method_id) = match &payload {
             _ if publishing => (60, 40),
             FramePayload::Method(m) => (m.class_id(), m.method_id()),

@@ -11,6 +11,7 @@ mod config;
 mod connection;
 mod definitions;
 mod queue;
+mod resources;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use tracing::{info, warn};
 
 pub use broker::{Broker, StartError};
 pub use config::{ServerConfig, User};
+pub use resources::{default_memory_limit, total_memory, AlarmConfig, Alarms, MemoryProbe};
 
 /// Opens the broker (recovering durable state from the data directory, if
 /// any), accepts connections until `shutdown` completes, then asks every

@@ -2,11 +2,17 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing::{error, info};
-use warren_server::ServerConfig;
+use warren_server::{AlarmConfig, MemoryProbe, ServerConfig};
+
+/// The global allocator, wrapped to count the bytes in use: the memory
+/// alarm compares that count with the high watermark.
+#[global_allocator]
+static ALLOCATOR: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, usize::MAX);
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +54,17 @@ struct ServeArgs {
     /// Highest channel number offered to clients.
     #[arg(long, default_value_t = 2047)]
     channel_max: u16,
+    /// Memory use, as a fraction of physical memory, above which publishers
+    /// are blocked.
+    #[arg(long, default_value_t = 0.4)]
+    vm_memory_high_watermark: f64,
+    /// Memory use in bytes above which publishers are blocked (overrides
+    /// --vm-memory-high-watermark).
+    #[arg(long)]
+    vm_memory_high_watermark_absolute: Option<u64>,
+    /// Free disk space in bytes below which publishers are blocked.
+    #[arg(long, default_value_t = 50_000_000)]
+    disk_free_limit: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,7 +86,18 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
         error!(dir = %args.data_dir.display(), %err, "cannot create the data directory");
         return std::process::ExitCode::FAILURE;
     }
+    let memory_limit = args.vm_memory_high_watermark_absolute.unwrap_or_else(|| {
+        let total = warren_server::total_memory().unwrap_or(1 << 30) as f64;
+        (total * args.vm_memory_high_watermark) as u64
+    });
+    let alarms = AlarmConfig {
+        memory_limit,
+        disk_free_limit: args.disk_free_limit,
+        memory_probe: MemoryProbe(Arc::new(|| ALLOCATOR.allocated() as u64)),
+        ..AlarmConfig::default()
+    };
     let config = ServerConfig {
+        alarms,
         frame_max: args.frame_max,
         channel_max: args.channel_max,
         heartbeat: args.heartbeat,

@@ -5,113 +5,14 @@
 mod common;
 
 use std::collections::{BTreeSet, HashSet};
-use std::net::TcpListener as StdListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::{temp_dir, Broker};
 use common::within;
 use futures_util::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-
-/// A `warren serve` process on a fixed data directory.
-struct Broker {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-impl Broker {
-    fn start(dir: &Path) -> Broker {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_warren"))
-            .args([
-                "serve",
-                "--bind",
-                "127.0.0.1",
-                "--amqp-port",
-                &port.to_string(),
-                "--data-dir",
-            ])
-            .arg(dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn warren");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "warren did not start listening");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Broker {
-            child,
-            port,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn uri(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
-    }
-
-    fn kill9(mut self) -> PathBuf {
-        self.child.kill().expect("kill -9");
-        let _ = self.child.wait();
-        self.dir.clone()
-    }
-
-    fn stop(mut self) -> PathBuf {
-        let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill -TERM");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "warren exited with {status}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "warren did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.dir.clone()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "warren-{name}-{}-{}",
-        std::process::id(),
-        fastrand_u64()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn fastrand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    h.finish()
-}
 
 async fn connect(b: &Broker) -> (Connection, Channel) {
     let conn = Connection::connect(&b.uri(), ConnectionProperties::default())
