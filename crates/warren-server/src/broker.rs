@@ -17,7 +17,10 @@ use warren_core::exchange::ExchangeSpec;
 use warren_core::{
     Destination, ExchangeKind, MemoryStore, MessageStore, StoreError, SyncTicket, VirtualHost,
 };
-use warren_store::{Disk, DiskQueueStore, RealDisk, SyncCoordinator};
+use warren_store::{
+    Disk, DiskQueueStore, RealDisk, SpillLimits, SpillOpener, SpillStore, StoreOptions,
+    SyncCoordinator,
+};
 
 use crate::definitions::{
     BindingDef, Definitions, DefinitionsFile, ExchangeDef, QueueDef, Table, VHostDefinitions,
@@ -53,6 +56,8 @@ struct Storage {
     /// older one. Taken before any topology lock.
     save_lock: Mutex<()>,
     next_queue_id: AtomicU64,
+    /// Names the spill directories of transient queues.
+    next_spill_id: Arc<AtomicU64>,
 }
 
 pub struct Broker {
@@ -92,6 +97,11 @@ impl Broker {
                     source,
                 };
                 std::fs::create_dir_all(dir.join("queues")).map_err(io)?;
+                // Transient queues' spill files never outlive the process.
+                match std::fs::remove_dir_all(dir.join("transient")) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+                    _ => {}
+                }
                 let definitions = DefinitionsFile::new(dir);
                 let defs = definitions.load().map_err(io)?;
                 let disk: Arc<dyn Disk> = Arc::new(RealDisk::new());
@@ -104,6 +114,7 @@ impl Broker {
                     definitions,
                     save_lock: Mutex::new(()),
                     next_queue_id: AtomicU64::new(defs.next_queue_id.max(1)),
+                    next_spill_id: Arc::new(AtomicU64::new(1)),
                 };
                 storage.restore(&defs, &mut vhosts)?;
                 Some(storage)
@@ -159,7 +170,8 @@ impl Broker {
                 spec.id = s.next_queue_id.fetch_add(1, Ordering::SeqCst);
                 Box::new(s.open_queue(spec.id)?)
             }
-            _ => Box::<MemoryStore>::default(),
+            Some(s) => Box::new(SpillStore::new(SpillLimits::default(), s.spill_opener())),
+            None => Box::<MemoryStore>::default(),
         };
         Ok(QueueCell::with_store(spec, store))
     }
@@ -197,6 +209,28 @@ impl Broker {
 impl Storage {
     fn queue_dir(&self, id: u64) -> PathBuf {
         self.dir.join("queues").join(id.to_string())
+    }
+
+    /// Opens fresh spill stores for a transient queue, each in a directory
+    /// of its own under `transient/`.
+    fn spill_opener(&self) -> SpillOpener {
+        let disk = Arc::clone(&self.disk);
+        let sync = Arc::clone(&self.sync);
+        let base = self.dir.join("transient");
+        let ids = Arc::clone(&self.next_spill_id);
+        Box::new(move || {
+            let id = ids.fetch_add(1, Ordering::Relaxed);
+            let options = StoreOptions {
+                durable: false,
+                ..StoreOptions::default()
+            };
+            DiskQueueStore::open_with_options(
+                Arc::clone(&disk),
+                base.join(id.to_string()),
+                Arc::clone(&sync),
+                options,
+            )
+        })
     }
 
     fn open_queue(&self, id: u64) -> Result<DiskQueueStore, StoreError> {

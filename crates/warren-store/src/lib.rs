@@ -17,7 +17,9 @@
 //! - `sync`: the group-commit coordinator;
 //! - `record`, `segment`, `ack_log`: the on-disk format and its recovery;
 //! - `seq_set`: range sets of settled sequence numbers;
-//! - `queue_store`: the store itself.
+//! - `queue_store`: the store itself;
+//! - `spill_store`: transient queues, in memory until their backlog
+//!   grows, then on disk.
 //!
 //! `docs/storage-format.md` documents the files byte by byte.
 
@@ -29,11 +31,13 @@ mod record;
 mod segment;
 mod seq_set;
 mod sim_disk;
+mod spill_store;
 mod sync;
 
 pub use disk::{Disk, DiskFile};
 pub use queue_store::{DiskQueueStore, StoreOptions};
 pub use real_disk::RealDisk;
 pub use sim_disk::SimDisk;
+pub use spill_store::{SpillLimits, SpillOpener, SpillStore};
 pub use sync::SyncCoordinator;
 pub use warren_core::{StoreError, SyncTicket};

@@ -47,6 +47,10 @@ pub struct StoreOptions {
     /// The ack log is considered for a rewrite once it holds this many
     /// records.
     pub ack_log_compact_records: u64,
+    /// Whether persistent messages are synced and confirmed after the sync.
+    /// False for the spill files of transient queues, which promise
+    /// nothing across a restart.
+    pub durable: bool,
 }
 
 impl Default for StoreOptions {
@@ -55,6 +59,7 @@ impl Default for StoreOptions {
             segment_size: 8 << 20,
             read_chunk_size: 256 << 10,
             ack_log_compact_records: 64 << 10,
+            durable: true,
         }
     }
 }
@@ -498,7 +503,7 @@ impl MessageStore for DiskQueueStore {
         w.unread += 1;
         self.unread += 1;
         self.next_seq = seq + 1;
-        if msg.message.persistent {
+        if msg.message.persistent && self.options.durable {
             Ok(Some(self.sync.mark_dirty(&self.write_file)))
         } else {
             Ok(None)

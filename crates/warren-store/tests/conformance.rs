@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use common::*;
 use warren_core::{MemoryStore, MessageStore};
-use warren_store::{DiskQueueStore, RealDisk, SimDisk, StoreOptions, SyncCoordinator};
+use warren_store::{
+    DiskQueueStore, RealDisk, SimDisk, SpillLimits, SpillOpener, SpillStore, StoreOptions,
+    SyncCoordinator,
+};
 
 /// A store plus whatever must outlive it (a temporary directory).
 struct Fixture {
@@ -50,6 +53,32 @@ fn sim_disk(options: StoreOptions) -> Fixture {
     Fixture {
         store: Box::new(store),
         _keep: Box::new(()),
+    }
+}
+
+/// A transient queue's store with limits so small that it spills to (and
+/// returns from) disk within every case.
+fn spill(limits: SpillLimits) -> Fixture {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = tmp.path().to_path_buf();
+    let disk: Arc<dyn warren_store::Disk> = Arc::new(RealDisk::new());
+    let sync = SyncCoordinator::manual();
+    let mut n = 0u64;
+    let open: SpillOpener = Box::new(move || {
+        n += 1;
+        DiskQueueStore::open_with_options(
+            Arc::clone(&disk),
+            base.join(n.to_string()),
+            Arc::clone(&sync),
+            StoreOptions {
+                durable: false,
+                ..tiny_options()
+            },
+        )
+    });
+    Fixture {
+        store: Box::new(SpillStore::new(limits, open)),
+        _keep: Box::new(tmp),
     }
 }
 
@@ -287,3 +316,17 @@ conformance!(memory_store, memory());
 conformance!(real_disk_default, real_disk(StoreOptions::default()));
 conformance!(real_disk_tiny_segments, real_disk(tiny_options()));
 conformance!(sim_disk_tiny_segments, sim_disk(tiny_options()));
+conformance!(
+    spill_after_three_messages,
+    spill(SpillLimits {
+        bytes: u64::MAX,
+        messages: 3
+    })
+);
+conformance!(
+    spill_after_forty_bytes,
+    spill(SpillLimits {
+        bytes: 40,
+        messages: usize::MAX
+    })
+);

@@ -90,6 +90,7 @@ fn options(case: u64) -> StoreOptions {
         segment_size: [700, 2048, 8192][(case % 3) as usize],
         read_chunk_size: [64, 512, 4096][(case / 3 % 3) as usize],
         ack_log_compact_records: [24, 1 << 20][(case / 9 % 2) as usize],
+        ..StoreOptions::default()
     }
 }
 

@@ -52,6 +52,7 @@ fn restart_brings_back_exactly_the_unacked_persistent_messages() {
         segment_size: 4096,
         read_chunk_size: 1000,
         ack_log_compact_records: 1 << 20,
+        ..StoreOptions::default()
     };
     let n = 400u64;
     let msgs: Vec<Arc<Message>> = (0..n)

@@ -22,7 +22,7 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_alarm_blocks_publishers_until_consumers_drain() {
     let dir = temp_dir("alarm");
-    let b = Broker::start_with(&dir, &["--vm-memory-high-watermark-absolute", "40000000"]);
+    let b = Broker::start_with(&dir, &["--vm-memory-high-watermark-absolute", "16000000"]);
     let publisher = Connection::connect(&b.uri(), ConnectionProperties::default())
         .await
         .unwrap();
@@ -34,7 +34,7 @@ async fn memory_alarm_blocks_publishers_until_consumers_drain() {
     pch.queue_declare("mem", QueueDeclareOptions::default(), FieldTable::default())
         .await
         .unwrap();
-    // 120 MiB of transient messages: far past the 40 MB watermark.
+    // 120 MiB of transient messages: far past the 16 MB watermark (transient queues keep up to 32 MiB in memory before spilling to disk).
     let body = vec![7u8; 1 << 20];
     let publishing = {
         let pch = pch.clone();

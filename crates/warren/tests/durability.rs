@@ -293,3 +293,59 @@ async fn sigkill_while_consuming_redelivers_what_was_not_acked() {
     drop(b);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_transient_backlog_spills_to_disk_in_order_and_not_across_restarts() {
+    let dir = temp_dir("spill");
+    let b = Broker::start(&dir);
+    let (_conn, ch) = connect(&b).await;
+    ch.queue_declare(
+        "big-transient",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    // 48 MiB: past the 32 MiB a transient queue keeps in memory.
+    for id in 0..48u32 {
+        ch.basic_publish(
+            "",
+            "big-transient",
+            Default::default(),
+            &body(id, (1 << 20) - 4),
+            persistent(),
+        )
+        .await
+        .unwrap();
+    }
+    ch.wait_for_confirms().await.unwrap();
+    let spilled = std::fs::read_dir(dir.join("transient"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(spilled > 0, "nothing was spilled to disk");
+    let got = drain(&ch, "big-transient").await;
+    let ids: Vec<u32> = got.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, (0..48).collect::<Vec<_>>());
+    // Spill files are removed once drained, and never survive a restart.
+    for id in 100..140u32 {
+        ch.basic_publish(
+            "",
+            "big-transient",
+            Default::default(),
+            &body(id, (1 << 20) - 4),
+            persistent(),
+        )
+        .await
+        .unwrap();
+    }
+    ch.wait_for_confirms().await.unwrap();
+    let dir = b.kill9();
+    let b = Broker::start(&dir);
+    assert!(
+        !dir.join("transient").exists()
+            || std::fs::read_dir(dir.join("transient")).unwrap().count() == 0
+    );
+    drop(b);
+    let _ = std::fs::remove_dir_all(&dir);
+}

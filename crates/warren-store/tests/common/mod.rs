@@ -16,6 +16,7 @@ pub fn tiny_options() -> StoreOptions {
         segment_size: 2048,
         read_chunk_size: 300,
         ack_log_compact_records: 32,
+        ..StoreOptions::default()
     }
 }
 
