@@ -164,6 +164,29 @@ pub fn encode_method_frame(buf: &mut BytesMut, channel: u16, method: &Method) {
     finish_frame(buf, at);
 }
 
+/// Appends a `basic.deliver` method frame without building a [`Method`]:
+/// the hot path of every delivery, so no string is copied.
+pub fn encode_basic_deliver(
+    buf: &mut BytesMut,
+    channel: u16,
+    consumer_tag: &str,
+    delivery_tag: u64,
+    redelivered: bool,
+    exchange: &str,
+    routing_key: &str,
+) {
+    let at = begin_frame(buf, frame_type::METHOD, channel);
+    let mut w = crate::Writer::new(buf);
+    w.u16(crate::BasicDeliver::CLASS_ID);
+    w.u16(crate::BasicDeliver::METHOD_ID);
+    w.short_str(consumer_tag);
+    w.u64(delivery_tag);
+    w.bit(redelivered);
+    w.short_str(exchange);
+    w.short_str(routing_key);
+    finish_frame(buf, at);
+}
+
 /// Appends a content header frame; `properties` is the raw flags and
 /// property list (see [`crate::BasicProperties::encode`]).
 pub fn encode_content_header(

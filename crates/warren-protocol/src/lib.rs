@@ -21,9 +21,9 @@ pub use codec::{Reader, Writer};
 pub use error::DecodeError;
 pub use field::{FieldTable, FieldValue, MAX_TABLE_DEPTH};
 pub use frame::{
-    encode_body_frames, encode_content_header, encode_heartbeat, encode_method_frame, parse_frame,
-    ContentHeader, Frame, FrameError, FramePayload, FRAME_END, FRAME_HEADER_SIZE, FRAME_OVERHEAD,
-    PROTOCOL_HEADER,
+    encode_basic_deliver, encode_body_frames, encode_content_header, encode_heartbeat,
+    encode_method_frame, parse_frame, ContentHeader, Frame, FrameError, FramePayload, FRAME_END,
+    FRAME_HEADER_SIZE, FRAME_OVERHEAD, PROTOCOL_HEADER,
 };
 pub use method::*;
 pub use properties::BasicProperties;

@@ -353,3 +353,33 @@ fn the_protocol_header_is_not_a_frame() {
     let mut buf = BytesMut::from(&PROTOCOL_HEADER[..]);
     assert_eq!(parse_frame(&mut buf, 0), Err(FrameError::UnknownType(b'A')));
 }
+
+#[test]
+fn the_basic_deliver_fast_path_encodes_like_the_method() {
+    use warren_protocol::{encode_basic_deliver, encode_method_frame, BasicDeliver, Method};
+    for redelivered in [false, true] {
+        let mut fast = bytes::BytesMut::new();
+        encode_basic_deliver(
+            &mut fast,
+            7,
+            "amq.ctag-x",
+            42,
+            redelivered,
+            "amq.topic",
+            "a.b.c",
+        );
+        let mut slow = bytes::BytesMut::new();
+        encode_method_frame(
+            &mut slow,
+            7,
+            &Method::BasicDeliver(BasicDeliver {
+                consumer_tag: "amq.ctag-x".into(),
+                delivery_tag: 42,
+                redelivered,
+                exchange: "amq.topic".into(),
+                routing_key: "a.b.c".into(),
+            }),
+        );
+        assert_eq!(fast, slow);
+    }
+}

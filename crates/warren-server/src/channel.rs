@@ -14,12 +14,12 @@ use warren_core::exchange::ExchangeSpec;
 use warren_core::names;
 use warren_core::{AmqpError, Destination, ExchangeKind, Message, QueuedMessage, SyncTicket};
 use warren_protocol::{
-    AccessRequestOk, BasicAck, BasicCancel, BasicCancelOk, BasicConsumeOk, BasicDeliver,
-    BasicGetEmpty, BasicGetOk, BasicNack, BasicProperties, BasicPublish, BasicQosOk,
-    BasicRecoverOk, BasicReturn, ChannelClose, ChannelCloseOk, ChannelFlowOk, ConfirmSelectOk,
-    ContentHeader, ExchangeBindOk, ExchangeDeclareOk, ExchangeDeleteOk, ExchangeUnbindOk,
-    FramePayload, Method, QueueBindOk, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk, QueueUnbindOk,
-    ReplyCode, TxCommitOk, TxRollbackOk, TxSelectOk, BASIC_CLASS_ID,
+    AccessRequestOk, BasicAck, BasicCancel, BasicCancelOk, BasicConsumeOk, BasicGetEmpty,
+    BasicGetOk, BasicNack, BasicProperties, BasicPublish, BasicQosOk, BasicRecoverOk, BasicReturn,
+    ChannelClose, ChannelCloseOk, ChannelFlowOk, ConfirmSelectOk, ContentHeader, ExchangeBindOk,
+    ExchangeDeclareOk, ExchangeDeleteOk, ExchangeUnbindOk, FramePayload, Method, QueueBindOk,
+    QueueDeclareOk, QueueDeleteOk, QueuePurgeOk, QueueUnbindOk, ReplyCode, TxCommitOk,
+    TxRollbackOk, TxSelectOk, BASIC_CLASS_ID,
 };
 
 use crate::connection::{ConnCtx, Out};
@@ -534,17 +534,7 @@ impl Channel {
         }
         let tag = self.next_tag;
         self.next_tag += 1;
-        out.content(
-            self.id,
-            BasicDeliver {
-                consumer_tag: consumer.tag.clone(),
-                delivery_tag: tag,
-                redelivered: msg.redelivered,
-                exchange: msg.message.exchange.clone(),
-                routing_key: msg.message.routing_key.clone(),
-            },
-            &msg.message,
-        );
+        out.deliver(self.id, &consumer.tag, tag, msg.redelivered, &msg.message);
         if !consumer.no_ack {
             self.unacked.push_back(Unacked {
                 tag,

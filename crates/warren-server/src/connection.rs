@@ -71,6 +71,32 @@ impl Out {
     /// A content-bearing method followed by the message's header and body.
     pub fn content(&mut self, channel: u16, method: impl Into<Method>, msg: &Message) {
         encode_method_frame(&mut self.buf, channel, &method.into());
+        self.message(channel, msg);
+    }
+
+    /// basic.deliver with the message, encoded without copying strings.
+    pub fn deliver(
+        &mut self,
+        channel: u16,
+        consumer_tag: &str,
+        delivery_tag: u64,
+        redelivered: bool,
+        msg: &Message,
+    ) {
+        warren_protocol::encode_basic_deliver(
+            &mut self.buf,
+            channel,
+            consumer_tag,
+            delivery_tag,
+            redelivered,
+            &msg.exchange,
+            &msg.routing_key,
+        );
+        self.message(channel, msg);
+    }
+
+    /// The content header and body frames of a message.
+    fn message(&mut self, channel: u16, msg: &Message) {
         encode_content_header(
             &mut self.buf,
             channel,
