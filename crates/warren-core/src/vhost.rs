@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use smallvec::SmallVec;
 use warren_protocol::FieldTable;
 
 use crate::arguments::{describe, validate_headers_binding};
@@ -304,14 +305,17 @@ impl<Q> VirtualHost<Q> {
             }
             return;
         }
-        let mut seen_queues: HashSet<&str> = HashSet::new();
-        let mut seen_exchanges: Vec<&str> = Vec::new();
-        let mut pending: Vec<&str> = Vec::new();
+        // Inline capacity covers the usual case (a handful of queues, no
+        // exchange-to-exchange hops) without touching the heap.
+        let mut seen_queues: SmallVec<[&str; 16]> = SmallVec::new();
+        let mut many_queues: Option<HashSet<&str>> = None;
+        let mut seen_exchanges: SmallVec<[&str; 4]> = SmallVec::new();
+        let mut pending: SmallVec<[&str; 4]> = SmallVec::new();
         if let Some((name, _)) = self.exchanges.get_key_value(exchange) {
             pending.push(name);
             seen_exchanges.push(name);
         }
-        let mut next: Vec<&'a str> = Vec::new();
+        let mut next: SmallVec<[&'a str; 4]> = SmallVec::new();
         while let Some(name) = pending.pop() {
             let Some(x) = self.exchanges.get(name) else {
                 continue;
@@ -322,7 +326,21 @@ impl<Q> VirtualHost<Q> {
                 match dest {
                     Destination::Queue(q) => {
                         if let Some((qname, q)) = self.queues.get_key_value(q) {
-                            if seen_queues.insert(qname) {
+                            let first_time = match many_queues.as_mut() {
+                                Some(set) => set.insert(qname),
+                                None if seen_queues.contains(&qname.as_str()) => false,
+                                None if seen_queues.len() < seen_queues.inline_size() => {
+                                    seen_queues.push(qname);
+                                    true
+                                }
+                                None => {
+                                    let mut set: HashSet<&str> = seen_queues.drain(..).collect();
+                                    set.insert(qname);
+                                    many_queues = Some(set);
+                                    true
+                                }
+                            };
+                            if first_time {
                                 out(q);
                             }
                         }

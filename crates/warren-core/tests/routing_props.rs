@@ -82,3 +82,39 @@ proptest! {
         prop_assert_eq!(routed(&r, &k), want);
     }
 }
+
+proptest! {
+    /// Fanout to many queues (past the inline dedup capacity) still reaches
+    /// each bound queue exactly once, however often it is bound.
+    #[test]
+    fn fanout_reaches_each_queue_once(queues in 1usize..60, extra in prop::collection::vec(0usize..60, 0..40)) {
+        use warren_core::exchange::ExchangeSpec;
+        use warren_core::{ExchangeKind, VirtualHost};
+        use warren_protocol::{FieldTable, FieldValue};
+        let mut v: VirtualHost<usize> = VirtualHost::new("/");
+        for i in 0..queues {
+            v.insert_queue(format!("q{i}"), i);
+        }
+        let spec = ExchangeSpec {
+            name: "f".into(),
+            kind: ExchangeKind::Fanout,
+            durable: false,
+            auto_delete: false,
+            internal: false,
+            arguments: FieldTable::new(),
+        };
+        v.declare_exchange(spec, false).unwrap();
+        for i in 0..queues {
+            v.bind("f", Destination::Queue(format!("q{i}")), "", &FieldTable::new()).unwrap();
+        }
+        // The same queue bound again with other arguments: a second binding.
+        for i in extra.iter().filter(|i| **i < queues) {
+            let args: FieldTable = [("n".to_string(), FieldValue::I32(*i as i32))].into_iter().collect();
+            v.bind("f", Destination::Queue(format!("q{i}")), "", &args).unwrap();
+        }
+        let mut got = Vec::new();
+        v.route("f", "", None, &mut |q| got.push(*q));
+        got.sort();
+        prop_assert_eq!(got, (0..queues).collect::<Vec<_>>());
+    }
+}
