@@ -349,3 +349,98 @@ async fn a_large_transient_backlog_spills_to_disk_in_order_and_not_across_restar
     drop(b);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A tiny tmpfs, unmounted on drop.
+struct TinyFs(std::path::PathBuf);
+
+impl TinyFs {
+    fn mount(size: &str) -> Option<TinyFs> {
+        let dir = temp_dir("tinyfs");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(TinyFs(dir))
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_nacks_publishes_and_loses_nothing_confirmed() {
+    // Needs a file system small enough to fill: a tmpfs, which only root may
+    // mount (as on CI).
+    let Some(fs) = TinyFs::mount("6m") else {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    };
+    let dir = fs.0.join("data");
+    // No disk alarm, so publishes really run into the full disk.
+    let b = Broker::start_with(&dir, &["--disk-free-limit", "0"]);
+    let (conn, ch) = connect(&b).await;
+    ch.queue_declare("full", durable(), FieldTable::default())
+        .await
+        .unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    let mut acked = Vec::new();
+    let mut nacked = 0;
+    for id in 0..12_000u32 {
+        let confirm = ch
+            .basic_publish(
+                "",
+                "full",
+                Default::default(),
+                &body(id, 1000),
+                persistent(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        if confirm.is_ack() {
+            acked.push(id);
+        } else {
+            nacked += 1;
+            if nacked > 50 {
+                break;
+            }
+        }
+    }
+    assert!(nacked > 0, "the disk never filled");
+    assert!(!acked.is_empty());
+    // The broker is still up and answering.
+    ch.queue_declare(
+        "full",
+        QueueDeclareOptions {
+            passive: true,
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    conn.close(200, "bye").await.unwrap();
+    let dir = b.kill9();
+    let b = Broker::start_with(&dir, &["--disk-free-limit", "0"]);
+    let (_conn, ch) = connect(&b).await;
+    let got: Vec<u32> = drain(&ch, "full")
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let present: HashSet<u32> = got.iter().copied().collect();
+    let lost: Vec<&u32> = acked.iter().filter(|id| !present.contains(id)).collect();
+    assert!(
+        lost.is_empty(),
+        "confirmed but lost after the disk filled: {lost:?}"
+    );
+    drop(b);
+    drop(fs);
+}
