@@ -526,10 +526,7 @@ impl Channel {
             .get(&consumer.tag)
             .is_some_and(|c| Arc::ptr_eq(c, &consumer));
         if self.closing || !current || consumer.cancelled.load(Ordering::SeqCst) {
-            if !consumer.no_ack {
-                consumer.release_unacked();
-            }
-            consumer.queue.requeue([msg], !consumer.no_ack);
+            consumer.hand_back(msg);
             return;
         }
         let tag = self.next_tag;

@@ -36,6 +36,8 @@ use crate::queue::{Consumer, QueueCell};
 
 /// Stop reading from the client while this much output waits to be written.
 const WRITE_HIGH_WATER: usize = 1 << 20;
+/// Events taken from the queue channel in one go.
+const EVENT_BUDGET: usize = 1024;
 /// Room made in the read buffer before each read, so reads stay large.
 const READ_RESERVE: usize = 64 * 1024;
 /// The least frame_max a client may negotiate (AMQP's frame-min-size).
@@ -264,8 +266,11 @@ pub async fn serve(
             }
             Wake::Event(Some(ev)) => {
                 conn.on_event(ev);
-                // Take whatever else is queued while we are here.
-                while conn.out.buf.len() < WRITE_HIGH_WATER {
+                // Take whatever else is queued while we are here, within
+                // a budget so the other sources get their turn.
+                let mut budget = EVENT_BUDGET;
+                while conn.out.buf.len() < WRITE_HIGH_WATER && budget > 0 {
+                    budget -= 1;
                     match conn.rx.try_recv() {
                         Ok(ev) => conn.on_event(ev),
                         Err(_) => break,
@@ -482,6 +487,7 @@ impl Connection {
         );
         self.phase = Phase::Closing;
         self.deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+        self.release_channels();
     }
 
     fn send_start(&mut self) {
@@ -690,6 +696,7 @@ impl Connection {
                 self.out.method(0, ConnectionCloseOk {});
                 self.phase = Phase::Draining;
                 self.deadline = Some(Instant::now() + DRAIN_TIMEOUT);
+                self.release_channels();
                 Ok(())
             }
             (Phase::Running, Method::ConnectionUpdateSecret(_)) => {
@@ -788,12 +795,9 @@ impl Connection {
                     Some(ch) if self.phase == Phase::Running => {
                         ch.deliver(consumer, msg, &mut self.out)
                     }
-                    _ => {
-                        if !consumer.no_ack {
-                            consumer.release_unacked();
-                        }
-                        consumer.queue.requeue([msg], !consumer.no_ack);
-                    }
+                    // The connection is closing: the consumer must not be
+                    // offered this message (or any other) again.
+                    _ => consumer.hand_back(msg),
                 }
             }
             ConnEvent::Cancelled { consumer } => {
@@ -801,6 +805,18 @@ impl Connection {
                     ch.on_queue_deleted(&consumer, self.cancel_notify, &mut self.out);
                 }
             }
+        }
+    }
+
+    /// Closes every channel as the connection stops serving them: consumers
+    /// are cancelled and unacked messages requeued at once, not when the
+    /// socket finally goes, so queues stop offering this connection work.
+    fn release_channels(&mut self) {
+        let Some(ctx) = self.ctx.as_mut() else {
+            return;
+        };
+        for (_, ch) in self.channels.drain() {
+            ch.close(ctx);
         }
     }
 
@@ -821,10 +837,7 @@ impl Connection {
         while let Ok(ev) = self.rx.try_recv() {
             if let ConnEvent::Deliver { consumer, msg } = ev {
                 consumer.release_in_flight();
-                if !consumer.no_ack {
-                    consumer.release_unacked();
-                }
-                consumer.queue.requeue([msg], !consumer.no_ack);
+                consumer.hand_back(msg);
             }
         }
     }

@@ -139,6 +139,22 @@ impl Consumer {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| u.checked_sub(1));
     }
 
+    /// Gives back a message its connection can no longer deliver, and takes
+    /// this consumer out of the queue so it is not offered another.
+    pub fn hand_back(self: &Arc<Self>, msg: QueuedMessage) {
+        if !self.no_ack {
+            self.release_unacked();
+        }
+        self.cancelled.store(true, Ordering::SeqCst);
+        let mut inner = self.queue.state.lock();
+        inner.queue.remove_consumer(|c| Arc::ptr_eq(c, self));
+        if inner.deleted {
+            return;
+        }
+        inner.queue.requeue(msg, !self.no_ack);
+        self.queue.deliver(&mut inner);
+    }
+
     /// Returns the in-flight credit of a delivery the connection has taken.
     pub fn release_in_flight(&self) {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);

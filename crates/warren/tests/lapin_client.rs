@@ -1301,3 +1301,97 @@ async fn publish_properties_are_validated_like_rabbitmq() {
     .unwrap();
     declare(&ch, "still-open").await;
 }
+
+#[tokio::test]
+async fn closing_a_busy_consumer_connection_leaves_the_broker_responsive() {
+    // A consumer connection closing while its queues still deliver to it
+    // must cancel its consumers at once; before that was so, the queues and
+    // the closing connection handed messages back and forth forever.
+    // A livelocked broker task would also starve this test's runtime, so a
+    // plain thread stands watch.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(60));
+            if !done.load(std::sync::atomic::Ordering::SeqCst) {
+                eprintln!("broker livelocked after a consumer connection closed");
+                std::process::exit(1);
+            }
+        });
+    }
+    let server = TestServer::start().await;
+    let setup_conn = connect(&server).await;
+    let ch = setup_conn.create_channel().await.unwrap();
+    ch.exchange_declare(
+        "busy",
+        ExchangeKind::Fanout,
+        Default::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let consumer_conn = connect(&server).await;
+    let cch = consumer_conn.create_channel().await.unwrap();
+    let mut consumers = Vec::new();
+    for i in 0..8 {
+        let q = format!("busy-{i}");
+        declare(&ch, &q).await;
+        ch.queue_bind(&q, "busy", "", Default::default(), FieldTable::default())
+            .await
+            .unwrap();
+        consumers.push(
+            cch.basic_consume(
+                &q,
+                &q,
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let publisher = connect(&server).await;
+    let pch = publisher.create_channel().await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publishing = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = pch
+                    .basic_publish(
+                        "busy",
+                        "",
+                        Default::default(),
+                        b"0123456789abcdef",
+                        BasicProperties::default(),
+                    )
+                    .await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    consumer_conn.close(200, "bye").await.unwrap();
+    drop(consumers);
+    // The broker still answers a newcomer promptly.
+    let newcomer = within(Connection::connect(
+        &server.uri(),
+        ConnectionProperties::default(),
+    ))
+    .await
+    .unwrap();
+    let nch = within(newcomer.create_channel()).await.unwrap();
+    within(nch.queue_declare(
+        "after",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    ))
+    .await
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    publishing.await.unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+}
