@@ -29,6 +29,7 @@ struct Cli {
 enum Command {
     /// Run the broker in the foreground until SIGTERM or SIGINT.
     Serve(ServeArgs),
+    Perf(warren_perf::PerfArgs),
 }
 
 #[derive(Parser)]
@@ -78,6 +79,7 @@ fn main() -> std::process::ExitCode {
         .init();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Perf(args) => warren_perf::main(args),
     }
 }
 

@@ -1,0 +1,67 @@
+//! A token bucket that paces one producer at a fixed rate.
+//!
+//! Tokens accrue at `rate` per second up to a burst of 10 ms worth (at least
+//! one), so a producer that was held back (by its confirm window, say) does
+//! not then flood the broker to catch up.
+
+use std::time::{Duration, Instant};
+
+/// Tokens for a fixed number of messages per second.
+#[derive(Debug)]
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    pub fn new(rate: f64, now: Instant) -> Self {
+        RateLimiter {
+            rate,
+            burst: (rate / 100.0).max(1.0),
+            tokens: 1.0,
+            last: now,
+        }
+    }
+
+    /// Whole messages that may be sent at `now`.
+    pub fn available(&mut self, now: Instant) -> u64 {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        self.last = now;
+        self.tokens as u64
+    }
+
+    /// Spends `n` tokens (after `available` allowed them).
+    pub fn spend(&mut self, n: u64) {
+        self.tokens -= n as f64;
+    }
+
+    /// When the next whole token will be there.
+    pub fn next_at(&self) -> Instant {
+        let missing = (1.0 - self.tokens).max(0.0);
+        let wait = Duration::try_from_secs_f64(missing / self.rate).unwrap_or(Duration::MAX);
+        self.last
+            .checked_add(wait)
+            .unwrap_or(self.last + Duration::from_secs(86_400))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paces_and_caps_the_burst() {
+        let t0 = Instant::now();
+        let mut r = RateLimiter::new(1000.0, t0);
+        assert_eq!(r.available(t0), 1);
+        r.spend(1);
+        assert_eq!(r.available(t0), 0);
+        assert_eq!(r.next_at(), t0 + Duration::from_millis(1));
+        assert_eq!(r.available(t0 + Duration::from_millis(5)), 5);
+        r.spend(5);
+        assert_eq!(r.available(t0 + Duration::from_secs(60)), 10);
+    }
+}

@@ -1,0 +1,236 @@
+//! The result of a run: counts, rates, latencies and CPU use, as text for a
+//! person or as one JSON object for scripts.
+
+use serde_json::{json, Value};
+
+use crate::progress::{grouped, micros};
+use crate::Histogram;
+
+/// The two phases of a `--backlog` run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BacklogPhases {
+    /// Messages asked for.
+    pub messages: u64,
+    /// Messages ready in the queues between the phases.
+    pub queued: u64,
+    pub publish_s: f64,
+    pub drain_s: f64,
+}
+
+/// End-to-end latency percentiles, in microseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub min_us: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    pub mean_us: f64,
+}
+
+impl LatencySummary {
+    pub fn of(h: &Histogram) -> Self {
+        let us = |ns: u64| ns as f64 / 1e3;
+        LatencySummary {
+            count: h.count(),
+            min_us: us(h.min()),
+            p50_us: us(h.percentile(0.5)),
+            p99_us: us(h.percentile(0.99)),
+            p999_us: us(h.percentile(0.999)),
+            max_us: us(h.max()),
+            mean_us: h.mean() / 1e3,
+        }
+    }
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The broker, without the password.
+    pub uri: String,
+    /// The run's parameters.
+    pub scenario: Value,
+    pub producers: usize,
+    pub consumers: usize,
+    pub published: u64,
+    pub confirmed: u64,
+    pub nacked: u64,
+    pub delivered: u64,
+    /// Deliveries a `--count` or `--backlog` run waited for.
+    pub expected: Option<u64>,
+    /// Whether a bounded run got every expected delivery (`None` for runs
+    /// bounded by time only).
+    pub complete: Option<bool>,
+    /// Stopped by Ctrl-C.
+    pub interrupted: bool,
+    /// From the first message published (or the consumers' start) to stop.
+    pub elapsed_s: f64,
+    /// How long publishing took (the backlog phase in a backlog run).
+    pub publish_s: f64,
+    /// How long consuming took (the drain phase in a backlog run).
+    pub consume_s: f64,
+    pub backlog: Option<BacklogPhases>,
+    pub latency: Option<LatencySummary>,
+    /// CPU seconds this process used during the run.
+    pub tool_cpu_s: f64,
+    /// CPU seconds of `--broker-pid` during the run.
+    pub broker_cpu_s: Option<f64>,
+}
+
+fn per_second(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        n as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (x * f).round() / f
+}
+
+impl Summary {
+    pub fn publish_rate(&self) -> f64 {
+        per_second(self.published, self.publish_s)
+    }
+
+    pub fn confirm_rate(&self) -> f64 {
+        per_second(self.confirmed, self.publish_s)
+    }
+
+    pub fn consume_rate(&self) -> f64 {
+        per_second(self.delivered, self.consume_s)
+    }
+
+    /// Messages the run moved: deliveries, or publishes if there were more
+    /// (no consumers). One message published and consumed counts once.
+    pub fn messages(&self) -> u64 {
+        self.published.max(self.delivered)
+    }
+
+    /// CPU seconds per million messages moved.
+    pub fn per_million(&self, cpu_s: f64) -> f64 {
+        if self.messages() == 0 {
+            0.0
+        } else {
+            cpu_s * 1e6 / self.messages() as f64
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "uri": self.uri,
+            "scenario": self.scenario,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "published": self.published,
+            "confirmed": self.confirmed,
+            "nacked": self.nacked,
+            "delivered": self.delivered,
+            "expected": self.expected,
+            "complete": self.complete,
+            "interrupted": self.interrupted,
+            "publish_s": round(self.publish_s, 3),
+            "consume_s": round(self.consume_s, 3),
+            "publish_rate": self.publish_rate().round(),
+            "confirm_rate": self.confirm_rate().round(),
+            "consume_rate": self.consume_rate().round(),
+            "backlog": self.backlog.as_ref().map(|b| json!({
+                "messages": b.messages,
+                "queued": b.queued,
+                "publish_s": round(b.publish_s, 3),
+                "publish_rate": per_second(self.published, b.publish_s).round(),
+                "drain_s": round(b.drain_s, 3),
+                "drain_rate": per_second(self.delivered, b.drain_s).round(),
+            })),
+            "latency_us": self.latency.as_ref().map(|l| json!({
+                "count": l.count,
+                "min": round(l.min_us, 1),
+                "p50": round(l.p50_us, 1),
+                "p99": round(l.p99_us, 1),
+                "p99.9": round(l.p999_us, 1),
+                "max": round(l.max_us, 1),
+                "mean": round(l.mean_us, 1),
+            })),
+            "tool_cpu_s": round(self.tool_cpu_s, 3),
+            "tool_cpu_s_per_million": round(self.per_million(self.tool_cpu_s), 3),
+            "broker_cpu_s": self.broker_cpu_s.map(|c| round(c, 3)),
+            "broker_cpu_s_per_million": self.broker_cpu_s.map(|c| round(self.per_million(c), 3)),
+        })
+    }
+
+    /// A few lines for a person.
+    pub fn text(&self) -> String {
+        let rate = |r: f64| grouped(r.round() as u64);
+        let mut out = format!("warren perf against {}\n", self.uri);
+        if let Some(b) = &self.backlog {
+            out.push_str(&format!(
+                "backlog:   published {} in {:.3}s ({} msgs/s); {} queued\n\
+                 drain:     delivered {} in {:.3}s ({} msgs/s)\n",
+                grouped(self.published),
+                b.publish_s,
+                rate(per_second(self.published, b.publish_s)),
+                grouped(b.queued),
+                grouped(self.delivered),
+                b.drain_s,
+                rate(per_second(self.delivered, b.drain_s)),
+            ));
+        } else {
+            if self.producers > 0 {
+                out.push_str(&format!(
+                    "published: {} in {:.3}s ({} msgs/s)\n",
+                    grouped(self.published),
+                    self.publish_s,
+                    rate(self.publish_rate())
+                ));
+            }
+            if self.consumers > 0 {
+                out.push_str(&format!(
+                    "delivered: {} in {:.3}s ({} msgs/s)\n",
+                    grouped(self.delivered),
+                    self.consume_s,
+                    rate(self.consume_rate())
+                ));
+            }
+        }
+        if self.confirmed + self.nacked > 0 {
+            out.push_str(&format!(
+                "confirmed: {} ({} nacked)\n",
+                grouped(self.confirmed),
+                grouped(self.nacked)
+            ));
+        }
+        if let Some(l) = &self.latency {
+            let us = |v: f64| micros((v * 1e3) as u64);
+            out.push_str(&format!(
+                "latency:   p50 {}  p99 {}  p99.9 {}  max {}  ({} samples)\n",
+                us(l.p50_us),
+                us(l.p99_us),
+                us(l.p999_us),
+                us(l.max_us),
+                grouped(l.count)
+            ));
+        }
+        out.push_str(&format!(
+            "tool cpu:  {:.2}s ({:.3}s per million messages)\n",
+            self.tool_cpu_s,
+            self.per_million(self.tool_cpu_s)
+        ));
+        if let Some(b) = self.broker_cpu_s {
+            out.push_str(&format!(
+                "broker cpu: {:.2}s ({:.3}s per million messages)\n",
+                b,
+                self.per_million(b)
+            ));
+        }
+        if let (Some(false), Some(expected)) = (self.complete, self.expected) {
+            out.push_str(&format!(
+                "INCOMPLETE: expected {} deliveries, got {}\n",
+                grouped(expected),
+                grouped(self.delivered)
+            ));
+        }
+        out
+    }
+}
