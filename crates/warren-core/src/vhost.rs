@@ -205,6 +205,21 @@ impl<Q> VirtualHost<Q> {
         }
     }
 
+    /// Checks that a message may be published to `exchange`: it exists and
+    /// is not internal (the default exchange always may).
+    pub fn check_publishable(&self, exchange: &str) -> Result<(), AmqpError> {
+        if exchange.is_empty() {
+            return Ok(());
+        }
+        if self.exchange(exchange)?.spec.internal {
+            return Err(AmqpError::access_refused(format!(
+                "cannot publish to internal exchange '{exchange}' in vhost '{}'",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
     /// Whether a binding from `source` to `dest` outlives a restart: both
     /// ends durable. `queue_durable` says it for queues.
     pub fn binding_is_durable(

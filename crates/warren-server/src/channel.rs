@@ -375,7 +375,7 @@ impl Channel {
         ));
         if let Some(tx) = self.tx.as_mut() {
             // Checked now so errors surface at publish, as in RabbitMQ.
-            check_publishable(ctx, &publish.exchange)?;
+            ctx.vhost.read().check_publishable(&publish.exchange)?;
             tx.publishes.push((publish, msg));
             return Ok(());
         }
@@ -409,15 +409,7 @@ impl Channel {
         targets.clear();
         {
             let topo = ctx.vhost.read();
-            if !publish.exchange.is_empty() {
-                let x = topo.exchange(&publish.exchange)?;
-                if x.spec.internal {
-                    return Err(AmqpError::access_refused(format!(
-                        "cannot publish to internal exchange '{}' in vhost '{}'",
-                        publish.exchange, ctx.vhost_name
-                    )));
-                }
-            }
+            topo.check_publishable(&publish.exchange)?;
             topo.route(
                 &publish.exchange,
                 &publish.routing_key,
@@ -1162,23 +1154,6 @@ fn strip_cr_lf(name: String) -> String {
     } else {
         name
     }
-}
-
-/// Checks that publishing to `exchange` is allowed (it exists and is not
-/// internal).
-fn check_publishable(ctx: &ConnCtx, exchange: &str) -> Result<(), AmqpError> {
-    if exchange.is_empty() {
-        return Ok(());
-    }
-    let topo = ctx.vhost.read();
-    let x = topo.exchange(exchange)?;
-    if x.spec.internal {
-        return Err(AmqpError::access_refused(format!(
-            "cannot publish to internal exchange '{exchange}' in vhost '{}'",
-            ctx.vhost_name
-        )));
-    }
-    Ok(())
 }
 
 /// The queue arguments RabbitMQ compares when a queue is redeclared.
