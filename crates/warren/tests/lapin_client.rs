@@ -49,6 +49,47 @@ async fn get(ch: &Channel, queue: &str, no_ack: bool) -> Option<lapin::message::
         .expect("basic.get")
 }
 
+/// queue.declare with passive=true.
+async fn passive(ch: &Channel, name: &str) -> lapin::Result<lapin::Queue> {
+    ch.queue_declare(
+        name,
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+}
+
+/// basic.consume with no-ack.
+async fn consume_no_ack(ch: &Channel, queue: &str, tag: &str) -> lapin::Result<lapin::Consumer> {
+    ch.basic_consume(
+        queue,
+        tag,
+        BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+}
+
+/// Errors that close `ch`, as they arrive. Register before the action
+/// that causes one: the broker reports it asynchronously.
+fn errors(ch: &Channel) -> tokio::sync::mpsc::UnboundedReceiver<lapin::Error> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    ch.on_error(move |e| {
+        let _ = tx.send(e);
+    });
+    rx
+}
+
+async fn next_error(errs: &mut tokio::sync::mpsc::UnboundedReceiver<lapin::Error>) -> lapin::Error {
+    within(errs.recv()).await.expect("channel error")
+}
+
 /// The reply code of a protocol error.
 fn code(err: &lapin::Error) -> u16 {
     match err {
@@ -138,17 +179,7 @@ async fn basic_get_counts_and_get_empty() {
     for i in 0..3u8 {
         publish(&ch, "", "g", &[i]).await;
     }
-    let q = ch
-        .queue_declare(
-            "g",
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let q = passive(&ch, "g").await.unwrap();
     assert_eq!(q.message_count(), 3);
     let m = get(&ch, "g", false).await.unwrap();
     assert_eq!(m.message_count, 2);
@@ -162,30 +193,8 @@ async fn basic_get_counts_and_get_empty() {
 async fn fifo_order_and_round_robin_across_consumers() {
     let (_s, _c, ch) = setup().await;
     declare(&ch, "rr").await;
-    let mut a = ch
-        .basic_consume(
-            "rr",
-            "a",
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let mut b = ch
-        .basic_consume(
-            "rr",
-            "b",
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut a = consume_no_ack(&ch, "rr", "a").await.unwrap();
+    let mut b = consume_no_ack(&ch, "rr", "b").await.unwrap();
     for i in 0..10u8 {
         publish(&ch, "", "rr", &[i]).await;
     }
@@ -223,17 +232,7 @@ async fn prefetch_limits_unacked_deliveries() {
             .await
             .is_err()
     );
-    let q = ch
-        .queue_declare(
-            "pf",
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let q = passive(&ch, "pf").await.unwrap();
     assert_eq!(q.message_count(), 3);
     d1.ack(BasicAckOptions::default()).await.unwrap();
     let d3 = next_delivery(&mut consumer).await;
@@ -363,11 +362,11 @@ async fn unknown_and_double_ack_close_the_channel_with_406() {
     publish(&ch, "", "da", b"x").await;
     let m = get(&ch, "da", false).await.unwrap();
     m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+    let mut errs = errors(&ch);
     ch.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())
         .await
         .unwrap();
-    // The error arrives asynchronously; the next synchronous call sees it.
-    let err = declare_err(&ch, "da").await;
+    let err = next_error(&mut errs).await;
     assert_eq!(code(&err), 406);
     assert_eq!(
         text(&err),
@@ -391,17 +390,7 @@ async fn declare_err(ch: &Channel, name: &str) -> lapin::Error {
 async fn queue_declare_errors() {
     let (_s, conn, _ch) = setup().await;
     let ch = conn.create_channel().await.unwrap();
-    let err = ch
-        .queue_declare(
-            "missing",
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = passive(&ch, "missing").await.unwrap_err();
     assert_eq!(code(&err), 404);
     assert_eq!(text(&err), "NOT_FOUND - no queue 'missing' in vhost '/'");
 
@@ -449,17 +438,7 @@ async fn exclusive_queue_is_private_and_dies_with_its_connection() {
     .unwrap();
     let other = connect(&s).await;
     let och = other.create_channel().await.unwrap();
-    let err = och
-        .queue_declare(
-            "ex",
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = passive(&och, "ex").await.unwrap_err();
     assert_eq!(code(&err), 405);
     let och = other.create_channel().await.unwrap();
     let err = och
@@ -474,17 +453,7 @@ async fn exclusive_queue_is_private_and_dies_with_its_connection() {
     assert_eq!(code(&err), 405);
     conn.close(200, "bye").await.unwrap();
     let och = other.create_channel().await.unwrap();
-    let err = och
-        .queue_declare(
-            "ex",
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = passive(&och, "ex").await.unwrap_err();
     assert_eq!(code(&err), 404);
 }
 
@@ -524,30 +493,11 @@ async fn auto_delete_queue_goes_with_its_last_consumer() {
         .await
         .unwrap();
     let ch2 = conn.create_channel().await.unwrap();
-    ch2.queue_declare(
-        "ad",
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    passive(&ch2, "ad").await.unwrap();
     ch.basic_cancel("c2", BasicCancelOptions::default())
         .await
         .unwrap();
-    let err = ch2
-        .queue_declare(
-            "ad",
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = passive(&ch2, "ad").await.unwrap_err();
     assert_eq!(code(&err), 404);
 }
 
@@ -641,18 +591,7 @@ async fn purge_and_delete_report_counts_and_conditions() {
         "PRECONDITION_FAILED - queue 'pd' in vhost '/' not empty"
     );
     let ch = conn.create_channel().await.unwrap();
-    let _c = ch
-        .basic_consume(
-            "pd",
-            "c",
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let _c = consume_no_ack(&ch, "pd", "c").await.unwrap();
     let ch2 = conn.create_channel().await.unwrap();
     let err = ch2
         .queue_delete(
@@ -936,12 +875,14 @@ async fn exchange_errors() {
     )
     .await
     .unwrap();
+    let mut errs = errors(&ch);
     publish(&ch, "internal.x", "", b"x").await;
-    let err = declare_err(&ch, "q").await;
+    let err = next_error(&mut errs).await;
     assert_eq!(code(&err), 403);
     let ch = conn.create_channel().await.unwrap();
+    let mut errs = errors(&ch);
     publish(&ch, "no-such-exchange", "", b"x").await;
-    let err = declare_err(&ch, "q").await;
+    let err = next_error(&mut errs).await;
     assert_eq!(code(&err), 404);
     // An unknown exchange type is a connection error (503).
     let ch = conn.create_channel().await.unwrap();
@@ -1014,17 +955,7 @@ async fn publisher_confirms_ack_every_message() {
     for c in confirms {
         assert!(within(c).await.unwrap().is_ack());
     }
-    let q = ch
-        .queue_declare(
-            "pc",
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let q = passive(&ch, "pc").await.unwrap();
     assert_eq!(q.message_count(), 1000);
 }
 
@@ -1066,18 +997,7 @@ async fn transactions_commit_and_rollback() {
 async fn channel_flow_pauses_deliveries() {
     let (_s, _c, ch) = setup().await;
     declare(&ch, "flow").await;
-    let mut consumer = ch
-        .basic_consume(
-            "flow",
-            "c",
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut consumer = consume_no_ack(&ch, "flow", "c").await.unwrap();
     assert!(!ch
         .channel_flow(ChannelFlowOptions { active: false })
         .await
@@ -1146,18 +1066,7 @@ async fn many_connections_and_channels_work_concurrently() {
             c.close(200, "done").await.unwrap();
         }));
     }
-    let mut consumer = ch
-        .basic_consume(
-            "many",
-            "c",
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut consumer = consume_no_ack(&ch, "many", "c").await.unwrap();
     let mut last = [None::<u16>; 8];
     for _ in 0..2000 {
         let d = next_delivery(&mut consumer).await;
@@ -1283,10 +1192,11 @@ async fn publish_properties_are_validated_like_rabbitmq() {
     ];
     for (props, want) in cases {
         let ch = conn.create_channel().await.unwrap();
+        let mut errs = errors(&ch);
         ch.basic_publish("", "nowhere", Default::default(), b"x", props)
             .await
             .unwrap();
-        let err = declare_err(&ch, "anything").await;
+        let err = next_error(&mut errs).await;
         assert_eq!((code(&err), text(&err)), (406, want.to_string()));
     }
     let ch = conn.create_channel().await.unwrap();
@@ -1340,19 +1250,7 @@ async fn closing_a_busy_consumer_connection_leaves_the_broker_responsive() {
         ch.queue_bind(&q, "busy", "", Default::default(), FieldTable::default())
             .await
             .unwrap();
-        consumers.push(
-            cch.basic_consume(
-                &q,
-                &q,
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap(),
-        );
+        consumers.push(consume_no_ack(&cch, &q, &q).await.unwrap());
     }
     let publisher = connect(&server).await;
     let pch = publisher.create_channel().await.unwrap();
