@@ -37,13 +37,37 @@ impl<C: Clone> QueueState<C> {
     /// Enqueues a published message at the tail. Returns the sync ticket
     /// its confirmation must wait for, if any.
     pub fn publish(&mut self, message: Arc<Message>) -> Result<Option<SyncTicket>, StoreError> {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.store.push(QueuedMessage {
-            seq,
-            message,
-            redelivered: false,
-        })
+        self.publish_batch([message])
+    }
+
+    /// Enqueues published messages at the tail, in order, and flushes the
+    /// store once for all of them. Returns the sync ticket their
+    /// confirmations must wait for, if any. On error none of them may be
+    /// confirmed (some may still have been enqueued).
+    pub fn publish_batch(
+        &mut self,
+        messages: impl IntoIterator<Item = Arc<Message>>,
+    ) -> Result<Option<SyncTicket>, StoreError> {
+        for message in messages {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let pushed = self.store.push(QueuedMessage {
+                seq,
+                message,
+                redelivered: false,
+            });
+            if let Err(err) = pushed {
+                // What was staged before the failure still goes out.
+                let _ = self.store.flush();
+                return Err(err);
+            }
+        }
+        self.store.flush()
+    }
+
+    /// Writes out what the store staged (see [`MessageStore::flush`]).
+    pub fn flush(&mut self) -> Result<Option<SyncTicket>, StoreError> {
+        self.store.flush()
     }
 
     /// Messages ready for delivery.

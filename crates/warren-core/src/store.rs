@@ -26,10 +26,17 @@ pub type SyncTicket = u64;
 /// The messages of one queue: ready ones in publication order, plus what it
 /// takes to track delivered ones until they are settled.
 pub trait MessageStore: Send {
-    /// Appends a newly published message. Returns the sync ticket that must
-    /// be reached before the message may be confirmed, or `None` if it need
-    /// not wait (transient message, or an in-memory store).
-    fn push(&mut self, msg: QueuedMessage) -> Result<Option<SyncTicket>, StoreError>;
+    /// Appends a newly published message. A store may stage it (buffer its
+    /// write) until [`flush`](Self::flush); it counts as ready at once.
+    fn push(&mut self, msg: QueuedMessage) -> Result<(), StoreError>;
+    /// Writes out what [`push`](Self::push) staged. Returns the sync ticket
+    /// that must be reached before the messages pushed since the last flush
+    /// may be confirmed, or `None` if they need not wait (transient
+    /// messages, or an in-memory store). On error, those messages may be
+    /// lost and must not be confirmed.
+    fn flush(&mut self) -> Result<Option<SyncTicket>, StoreError> {
+        Ok(None)
+    }
     /// Takes the oldest ready message for delivery.
     fn pop(&mut self) -> Result<Option<QueuedMessage>, StoreError>;
     /// Puts a delivered message back at its original position.
@@ -63,9 +70,9 @@ pub struct MemoryStore {
 }
 
 impl MessageStore for MemoryStore {
-    fn push(&mut self, msg: QueuedMessage) -> Result<Option<SyncTicket>, StoreError> {
+    fn push(&mut self, msg: QueuedMessage) -> Result<(), StoreError> {
         self.ready.push_back(msg);
-        Ok(None)
+        Ok(())
     }
 
     fn pop(&mut self) -> Result<Option<QueuedMessage>, StoreError> {

@@ -54,7 +54,8 @@ struct Confirms {
 
 #[derive(Default)]
 struct TxBuffer {
-    publishes: Vec<(BasicPublish, Arc<Message>)>,
+    /// Publishes held until commit: (mandatory, message).
+    publishes: Vec<(bool, Arc<Message>)>,
     /// A commit waiting for its messages to be synced before commit-ok.
     commit_waits_for: Option<SyncTicket>,
     /// Acked or rejected inside the transaction: (entry, requeue).
@@ -116,7 +117,7 @@ pub fn delete_queue(
         return Ok(0);
     };
     {
-        let inner = q.state.lock();
+        let inner = q.lock();
         let in_use = inner.queue.consumer_count() > 0;
         if only_if_idle.is_some() && in_use {
             return Ok(0);
@@ -141,7 +142,7 @@ pub fn delete_queue(
             .is_persistent(q.spec.durable, q.spec.exclusive_owner.is_some()),
     );
     let (count, consumers) = {
-        let mut inner = q.state.lock();
+        let mut inner = q.lock();
         inner.deleted = true;
         let count = inner.queue.ready_count() as u32;
         if let Err(err) = inner.queue.destroy() {
@@ -189,7 +190,7 @@ fn detach_consumer(ctx: &ConnCtx, consumer: &Arc<Consumer>) {
     consumer.cancelled.store(true, Ordering::SeqCst);
     let q = &consumer.queue;
     let now_idle = {
-        let mut inner = q.state.lock();
+        let mut inner = q.lock();
         inner.queue.remove_consumer(|c| Arc::ptr_eq(c, consumer));
         !inner.deleted && inner.queue.consumer_count() == 0 && inner.had_consumer
     };
@@ -366,85 +367,93 @@ impl Channel {
         };
         let publish = p.publish;
         check_properties(&props, &ctx.user)?;
+        let mandatory = publish.mandatory;
         let msg = Arc::new(Message::new(
-            publish.exchange.clone(),
-            publish.routing_key.clone(),
+            publish.exchange,
+            publish.routing_key,
             raw,
             props,
             body,
         ));
         if let Some(tx) = self.tx.as_mut() {
             // Checked now so errors surface at publish, as in RabbitMQ.
-            ctx.vhost.read().check_publishable(&publish.exchange)?;
-            tx.publishes.push((publish, msg));
+            ctx.vhost.read().check_publishable(&msg.exchange)?;
+            tx.publishes.push((mandatory, msg));
             return Ok(());
         }
-        let outcome = self.route(ctx, out, &publish, msg)?;
-        if let Some(c) = self.confirm.as_mut() {
+        self.route(ctx, out, mandatory, &msg)?;
+        let confirm = self.confirm.as_mut().map(|c| {
             c.seq += 1;
-            let (ticket, failed) = match outcome {
-                Ok(ticket) => (ticket, false),
-                Err(()) => (0, true),
-            };
-            c.pending.push_back((c.seq, ticket, failed));
-            if !ctx.confirm_dirty.contains(&self.id) {
-                ctx.confirm_dirty.push(self.id);
-            }
+            c.pending.push_back((c.seq, 0, false));
+            (self.id, c.seq)
+        });
+        if confirm.is_some() && !ctx.confirm_dirty.contains(&self.id) {
+            ctx.confirm_dirty.push(self.id);
+        }
+        for q in ctx.route_buf.drain(..) {
+            ctx.staging.add(&q, &msg, confirm);
         }
         Ok(())
     }
 
-    /// Routes a complete message and enqueues it on every matching queue;
-    /// returns it to the publisher if mandatory and unroutable. The inner
-    /// result is the sync ticket the confirm waits for, or `Err` if a queue
-    /// could not store it (the publish is then nacked).
+    /// Routes a complete message, leaving the queues it goes to in
+    /// `ctx.route_buf`; returns it to the publisher if mandatory and
+    /// unroutable.
     fn route(
         &mut self,
         ctx: &mut ConnCtx,
         out: &mut Out,
-        publish: &BasicPublish,
-        msg: Arc<Message>,
-    ) -> Result<Result<SyncTicket, ()>, AmqpError> {
+        mandatory: bool,
+        msg: &Arc<Message>,
+    ) -> Result<(), AmqpError> {
         let targets = &mut ctx.route_buf;
         targets.clear();
         {
             let topo = ctx.vhost.read();
-            topo.check_publishable(&publish.exchange)?;
+            topo.check_publishable(&msg.exchange)?;
             topo.route(
-                &publish.exchange,
-                &publish.routing_key,
+                &msg.exchange,
+                &msg.routing_key,
                 msg.headers.as_ref(),
                 &mut |q| targets.push(Arc::clone(q)),
             );
         }
-        if targets.is_empty() {
-            if publish.mandatory {
-                out.content(
-                    self.id,
-                    BasicReturn {
-                        reply_code: ReplyCode::NoRoute.code(),
-                        reply_text: "NO_ROUTE".into(),
-                        exchange: publish.exchange.clone(),
-                        routing_key: publish.routing_key.clone(),
-                    },
-                    &msg,
-                );
-            }
-            return Ok(Ok(0));
+        if targets.is_empty() && mandatory {
+            out.content(
+                self.id,
+                BasicReturn {
+                    reply_code: ReplyCode::NoRoute.code(),
+                    reply_text: "NO_ROUTE".into(),
+                    exchange: msg.exchange.clone(),
+                    routing_key: msg.routing_key.clone(),
+                },
+                msg,
+            );
         }
-        let mut result = Ok(0);
-        for q in targets.drain(..) {
-            match q.publish(Arc::clone(&msg)) {
-                Enqueued::Stored(Some(ticket)) => {
-                    if let Ok(t) = result.as_mut() {
-                        *t = ticket.max(*t);
-                    }
-                }
-                Enqueued::Stored(None) | Enqueued::QueueDeleted => {}
-                Enqueued::Failed(_) => result = Err(()),
-            }
+        Ok(())
+    }
+
+    /// Records the outcome of a staged publish for its confirm: the sync
+    /// ticket it waits for, or a failure (nack). A message routed to
+    /// several queues gets one outcome per queue.
+    pub fn settle_confirm(&mut self, seq: u64, outcome: Result<SyncTicket, ()>) {
+        let Some(c) = self.confirm.as_mut() else {
+            return;
+        };
+        let Some(&(first, _, _)) = c.pending.front() else {
+            return;
+        };
+        let Some(entry) = seq
+            .checked_sub(first)
+            .and_then(|i| c.pending.get_mut(i as usize))
+            .filter(|e| e.0 == seq)
+        else {
+            return;
+        };
+        match outcome {
+            Ok(ticket) => entry.1 = entry.1.max(ticket),
+            Err(()) => entry.2 = true,
         }
-        Ok(result)
     }
 
     /// Sends the confirms (and a deferred tx.commit-ok) whose messages are
@@ -510,27 +519,29 @@ impl Channel {
         waiting || !c.pending.is_empty()
     }
 
-    /// Writes a delivery to the client, or hands the message back if this
+    /// Writes deliveries to the client, or hands the messages back if this
     /// channel or consumer is going away.
-    pub fn deliver(&mut self, consumer: Arc<Consumer>, msg: QueuedMessage, out: &mut Out) {
+    pub fn deliver(&mut self, consumer: Arc<Consumer>, msgs: Vec<QueuedMessage>, out: &mut Out) {
         let current = self
             .consumers
             .get(&consumer.tag)
             .is_some_and(|c| Arc::ptr_eq(c, &consumer));
         if self.closing || !current || consumer.cancelled.load(Ordering::SeqCst) {
-            consumer.hand_back(msg);
+            consumer.hand_back(msgs);
             return;
         }
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        out.deliver(self.id, &consumer.tag, tag, msg.redelivered, &msg.message);
-        if !consumer.no_ack {
-            self.unacked.push_back(Unacked {
-                tag,
-                queue: Arc::clone(&consumer.queue),
-                msg,
-                consumer: Some(Arc::clone(&consumer)),
-            });
+        for msg in msgs {
+            let tag = self.next_tag;
+            self.next_tag += 1;
+            out.deliver(self.id, &consumer.tag, tag, msg.redelivered, &msg.message);
+            if !consumer.no_ack {
+                self.unacked.push_back(Unacked {
+                    tag,
+                    queue: Arc::clone(&consumer.queue),
+                    msg,
+                    consumer: Some(Arc::clone(&consumer)),
+                });
+            }
         }
         consumer.wake_if_blocked();
     }
@@ -765,7 +776,7 @@ impl Channel {
             }
             Method::QueuePurge(m) => {
                 let q = find_queue(ctx, &self.queue_name(&m.queue)?)?;
-                let n = q.state.lock().queue.purge().map_err(store_failure)? as u32;
+                let n = q.lock().queue.purge().map_err(store_failure)? as u32;
                 if !m.nowait {
                     out.method(id, QueuePurgeOk { message_count: n });
                 }
@@ -834,7 +845,7 @@ impl Channel {
             Method::BasicGet(m) => {
                 let q = find_queue(ctx, &self.queue_name(&m.queue)?)?;
                 let got = {
-                    let mut inner = q.state.lock();
+                    let mut inner = q.lock();
                     let msg = inner.queue.get().map_err(store_failure)?;
                     if msg.is_some() {
                         inner.queue.delivered(!m.no_ack);
@@ -919,9 +930,12 @@ impl Channel {
                 let publishes = std::mem::take(&mut tx.publishes);
                 let settles = std::mem::take(&mut tx.settles);
                 let mut wait_for = 0;
-                for (publish, msg) in publishes {
-                    if let Ok(ticket) = self.route(ctx, out, &publish, msg)? {
-                        wait_for = wait_for.max(ticket);
+                for (mandatory, msg) in publishes {
+                    self.route(ctx, out, mandatory, &msg)?;
+                    for q in ctx.route_buf.drain(..) {
+                        if let Enqueued::Stored(Some(ticket)) = q.publish(Arc::clone(&msg)) {
+                            wait_for = wait_for.max(ticket);
+                        }
                     }
                 }
                 for (entry, requeue) in settles {
@@ -1087,7 +1101,7 @@ impl Channel {
             tx: ctx.tx.clone(),
         });
         {
-            let mut inner = q.state.lock();
+            let mut inner = q.lock();
             let exclusive_taken = inner.queue.consumers().any(|c| c.exclusive);
             if exclusive_taken || (m.exclusive && inner.queue.consumer_count() > 0) {
                 return Err(AmqpError::access_refused(format!(

@@ -33,6 +33,7 @@ use warren_protocol::{
 use crate::broker::{Broker, VHost};
 use crate::channel::Channel;
 use crate::queue::{Consumer, QueueCell};
+use crate::staging::Staging;
 
 /// Stop reading from the client while this much output waits to be written.
 const WRITE_HIGH_WATER: usize = 1 << 20;
@@ -49,10 +50,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What queues send to a connection.
 pub enum ConnEvent {
-    /// A message for one of this connection's consumers.
+    /// Messages for one of this connection's consumers, in order.
     Deliver {
         consumer: Arc<Consumer>,
-        msg: QueuedMessage,
+        msgs: Vec<QueuedMessage>,
     },
     /// The consumer's queue was deleted.
     Cancelled { consumer: Arc<Consumer> },
@@ -124,6 +125,8 @@ pub struct ConnCtx {
     pub route_buf: Vec<Arc<QueueCell>>,
     /// Channels with publisher confirms waiting to be sent.
     pub confirm_dirty: Vec<u16>,
+    /// Routed publishes not yet enqueued.
+    pub staging: Staging,
     /// The authenticated user.
     pub user: String,
 }
@@ -444,9 +447,27 @@ impl Connection {
                 }
             }
         }
+        self.flush_staged();
         if flush_confirms {
             self.flush_confirms();
         }
+    }
+
+    /// Enqueues the publishes staged so far and records their outcomes
+    /// for confirms.
+    fn flush_staged(&mut self) {
+        let Some(ctx) = self.ctx.as_mut() else {
+            return;
+        };
+        if ctx.staging.is_empty() {
+            return;
+        }
+        let channels = &mut self.channels;
+        ctx.staging.flush(|(channel, seq), outcome| {
+            if let Some(ch) = channels.get_mut(&channel) {
+                ch.settle_confirm(seq, outcome);
+            }
+        });
     }
 
     /// Sends the confirms that are due; channels still waiting for a sync
@@ -531,6 +552,17 @@ impl Connection {
     }
 
     fn on_frame(&mut self, frame: Frame) -> Result<(), Fault> {
+        // Every other method sees the publishes sent before it enqueued.
+        let staging_due = match &frame.payload {
+            FramePayload::Method(Method::BasicPublish(_)) => {
+                self.ctx.as_ref().is_some_and(|c| c.staging.is_full())
+            }
+            FramePayload::Method(_) => true,
+            _ => false,
+        };
+        if staging_due {
+            self.flush_staged();
+        }
         match self.phase {
             Phase::Closing => {
                 // Only close-ok (or a crossing close) matters now.
@@ -684,6 +716,7 @@ impl Connection {
                     exclusive_queues: Vec::new(),
                     route_buf: Vec::new(),
                     confirm_dirty: Vec::new(),
+                    staging: Staging::default(),
                     user: self.user.clone(),
                 });
                 self.out.method(0, ConnectionOpenOk::default());
@@ -789,15 +822,15 @@ impl Connection {
 
     fn on_event(&mut self, ev: ConnEvent) {
         match ev {
-            ConnEvent::Deliver { consumer, msg } => {
-                consumer.release_in_flight();
+            ConnEvent::Deliver { consumer, msgs } => {
+                consumer.release_in_flight(msgs.len());
                 match self.channels.get_mut(&consumer.channel) {
                     Some(ch) if self.phase == Phase::Running => {
-                        ch.deliver(consumer, msg, &mut self.out)
+                        ch.deliver(consumer, msgs, &mut self.out)
                     }
                     // The connection is closing: the consumer must not be
-                    // offered this message (or any other) again.
-                    _ => consumer.hand_back(msg),
+                    // offered these messages (or any other) again.
+                    _ => consumer.hand_back(msgs),
                 }
             }
             ConnEvent::Cancelled { consumer } => {
@@ -835,9 +868,9 @@ impl Connection {
         // Deliveries still queued for us go back too.
         self.rx.close();
         while let Ok(ev) = self.rx.try_recv() {
-            if let ConnEvent::Deliver { consumer, msg } = ev {
-                consumer.release_in_flight();
-                consumer.hand_back(msg);
+            if let ConnEvent::Deliver { consumer, msgs } = ev {
+                consumer.release_in_flight(msgs.len());
+                consumer.hand_back(msgs);
             }
         }
     }

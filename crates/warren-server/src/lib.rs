@@ -12,6 +12,7 @@ mod connection;
 mod definitions;
 mod queue;
 mod resources;
+mod staging;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -7,11 +7,17 @@
 //! lock is held across an `.await`. Deliveries leave the queue as events on
 //! the consumer's connection channel, so the queue lock never waits on a
 //! socket.
+//!
+//! Work is batched per lock hold: a publishing connection enqueues all it
+//! routed to a queue from one read at once ([`QueueCell::publish_batch`]),
+//! the deliveries made in one hold go to each consumer as one event, and
+//! the store is flushed once when the hold ends ([`QueueGuard`]).
 
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::error;
 use warren_core::{Message, MessageStore, QueueState, QueuedMessage, StoreError, SyncTicket};
@@ -48,7 +54,88 @@ pub struct QueueSpec {
 
 pub struct QueueCell {
     pub spec: QueueSpec,
-    pub state: Mutex<QueueInner>,
+    state: Mutex<QueueInner>,
+}
+
+/// A held queue lock. Dropping it flushes what the store staged meanwhile
+/// (acks, delivery marks), so nothing stays staged between holds.
+pub struct QueueGuard<'a> {
+    inner: MutexGuard<'a, QueueInner>,
+    name: &'a str,
+}
+
+impl Deref for QueueGuard<'_> {
+    type Target = QueueInner;
+    fn deref(&self) -> &QueueInner {
+        &self.inner
+    }
+}
+
+impl DerefMut for QueueGuard<'_> {
+    fn deref_mut(&mut self) -> &mut QueueInner {
+        &mut self.inner
+    }
+}
+
+impl Drop for QueueGuard<'_> {
+    fn drop(&mut self) {
+        if !self.inner.deleted {
+            if let Err(err) = self.inner.queue.flush() {
+                error!(queue = %self.name, %err, "cannot write to the queue's store");
+            }
+        }
+    }
+}
+
+/// Deliveries made during one lock hold, gathered per consumer so each
+/// consumer's connection gets them as one event.
+#[derive(Default)]
+struct Outbox {
+    batches: Vec<(Arc<Consumer>, Vec<QueuedMessage>)>,
+}
+
+impl Outbox {
+    /// Consumers gathered before the outbox is sent early, so finding a
+    /// consumer's batch stays cheap on queues with many consumers.
+    const MAX_CONSUMERS: usize = 16;
+
+    fn add(&mut self, consumer: Arc<Consumer>, msg: QueuedMessage, queue: &mut QueueInner) {
+        if let Some((_, msgs)) = self
+            .batches
+            .iter_mut()
+            .find(|(c, _)| Arc::ptr_eq(c, &consumer))
+        {
+            msgs.push(msg);
+            return;
+        }
+        if self.batches.len() >= Self::MAX_CONSUMERS {
+            self.send(queue);
+        }
+        self.batches.push((consumer, vec![msg]));
+    }
+
+    /// Hands each consumer its batch; a consumer whose connection is gone
+    /// is cancelled and its messages go back to the queue.
+    fn send(&mut self, queue: &mut QueueInner) {
+        for (consumer, msgs) in self.batches.drain(..) {
+            let tx = consumer.tx.clone();
+            if let Err(err) = tx.send(ConnEvent::Deliver { consumer, msgs }) {
+                if let ConnEvent::Deliver { consumer, msgs } = err.0 {
+                    consumer
+                        .in_flight
+                        .fetch_sub(msgs.len() as u32, Ordering::SeqCst);
+                    consumer.cancelled.store(true, Ordering::SeqCst);
+                    for msg in msgs {
+                        if !consumer.no_ack {
+                            consumer.release_unacked();
+                        }
+                        queue.queue.requeue(msg, !consumer.no_ack);
+                    }
+                    queue.queue.remove_consumer(|c| Arc::ptr_eq(c, &consumer));
+                }
+            }
+        }
+    }
 }
 
 pub struct QueueInner {
@@ -139,25 +226,28 @@ impl Consumer {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| u.checked_sub(1));
     }
 
-    /// Gives back a message its connection can no longer deliver, and takes
-    /// this consumer out of the queue so it is not offered another.
-    pub fn hand_back(self: &Arc<Self>, msg: QueuedMessage) {
-        if !self.no_ack {
-            self.release_unacked();
-        }
+    /// Gives back messages its connection can no longer deliver, and takes
+    /// this consumer out of the queue so it is not offered more.
+    pub fn hand_back(self: &Arc<Self>, msgs: impl IntoIterator<Item = QueuedMessage>) {
         self.cancelled.store(true, Ordering::SeqCst);
-        let mut inner = self.queue.state.lock();
+        let mut inner = self.queue.lock();
         inner.queue.remove_consumer(|c| Arc::ptr_eq(c, self));
-        if inner.deleted {
-            return;
+        for msg in msgs {
+            if !self.no_ack {
+                self.release_unacked();
+            }
+            if !inner.deleted {
+                inner.queue.requeue(msg, !self.no_ack);
+            }
         }
-        inner.queue.requeue(msg, !self.no_ack);
-        self.queue.deliver(&mut inner);
+        if !inner.deleted {
+            self.queue.deliver(&mut inner);
+        }
     }
 
-    /// Returns the in-flight credit of a delivery the connection has taken.
-    pub fn release_in_flight(&self) {
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    /// Returns the in-flight credit of deliveries the connection has taken.
+    pub fn release_in_flight(&self, n: usize) {
+        self.in_flight.fetch_sub(n as u32, Ordering::SeqCst);
     }
 
     /// Wakes the queue if it had passed this consumer over.
@@ -184,17 +274,31 @@ impl QueueCell {
         &self.spec.name
     }
 
+    /// Takes the queue's lock.
+    pub fn lock(&self) -> QueueGuard<'_> {
+        QueueGuard {
+            inner: self.state.lock(),
+            name: &self.spec.name,
+        }
+    }
+
     /// Enqueues a message and delivers what can be delivered.
     pub fn publish(&self, message: Arc<Message>) -> Enqueued {
-        let mut inner = self.state.lock();
+        self.publish_batch([message])
+    }
+
+    /// Enqueues messages in order under one lock hold and one store flush,
+    /// then delivers what can be delivered. The outcome covers them all.
+    pub fn publish_batch(&self, messages: impl IntoIterator<Item = Arc<Message>>) -> Enqueued {
+        let mut inner = self.lock();
         if inner.deleted {
             return Enqueued::QueueDeleted;
         }
-        let outcome = match inner.queue.publish(message) {
+        let outcome = match inner.queue.publish_batch(messages) {
             Ok(ticket) => Enqueued::Stored(ticket),
             Err(err) => {
                 error!(queue = %self.spec.name, %err, "cannot store message");
-                return Enqueued::Failed(err);
+                Enqueued::Failed(err)
             }
         };
         self.deliver(&mut inner);
@@ -203,19 +307,25 @@ impl QueueCell {
 
     /// Delivers ready messages to consumers that have credit.
     pub fn drive(&self) {
-        let mut inner = self.state.lock();
+        let mut inner = self.lock();
         if !inner.deleted {
             self.deliver(&mut inner);
         }
     }
 
     fn deliver(&self, inner: &mut QueueInner) {
+        let mut outbox = Outbox::default();
+        self.deliver_into(inner, &mut outbox);
+        outbox.send(inner);
+    }
+
+    fn deliver_into(&self, inner: &mut QueueInner, outbox: &mut Outbox) {
         let mut marked = false;
         loop {
             match inner.queue.next_delivery(|c| c.try_reserve()) {
                 Err((consumer, err)) => {
                     error!(queue = %self.spec.name, %err, "cannot read message");
-                    consumer.release_in_flight();
+                    consumer.release_in_flight(1);
                     if !consumer.no_ack {
                         consumer.release_unacked();
                     }
@@ -223,20 +333,7 @@ impl QueueCell {
                 }
                 Ok(Some((consumer, msg))) => {
                     inner.queue.delivered(!consumer.no_ack);
-                    let tx = consumer.tx.clone();
-                    if let Err(err) = tx.send(ConnEvent::Deliver { consumer, msg }) {
-                        // The connection is gone; its cleanup cancels the
-                        // consumer. Put the message back.
-                        if let ConnEvent::Deliver { consumer, msg } = err.0 {
-                            consumer.release_in_flight();
-                            if !consumer.no_ack {
-                                consumer.release_unacked();
-                            }
-                            consumer.cancelled.store(true, Ordering::SeqCst);
-                            inner.queue.requeue(msg, !consumer.no_ack);
-                            inner.queue.remove_consumer(|c| Arc::ptr_eq(c, &consumer));
-                        }
-                    }
+                    outbox.add(consumer, msg, inner);
                 }
                 Ok(None) => {
                     if marked || inner.queue.ready_count() == 0 || inner.queue.consumer_count() == 0
@@ -257,7 +354,7 @@ impl QueueCell {
     /// Puts delivered messages back (in their original order) and delivers
     /// again. `counted`: they were awaiting acks.
     pub fn requeue(&self, msgs: impl IntoIterator<Item = QueuedMessage>, counted: bool) {
-        let mut inner = self.state.lock();
+        let mut inner = self.lock();
         if inner.deleted {
             return;
         }
@@ -269,7 +366,7 @@ impl QueueCell {
 
     /// Settles delivered messages for good.
     pub fn ack(&self, msgs: &[QueuedMessage], counted: bool) {
-        let mut inner = self.state.lock();
+        let mut inner = self.lock();
         if inner.deleted {
             return;
         }
@@ -282,7 +379,7 @@ impl QueueCell {
 
     /// (ready messages, consumers)
     pub fn counts(&self) -> (u32, u32) {
-        let inner = self.state.lock();
+        let inner = self.lock();
         (
             inner.queue.ready_count() as u32,
             inner.queue.consumer_count() as u32,

@@ -31,9 +31,12 @@ use crate::segment::{
 };
 use crate::sync::SyncCoordinator;
 
-/// The encoding buffer is dropped after a message larger than this, so one
-/// huge message does not pin its size for the life of the queue.
+/// The staging buffer is dropped after it grew past this, so one huge
+/// message does not pin its size for the life of the queue.
 const SCRATCH_KEEP: usize = 1 << 20;
+/// Staged records are written out once they reach this many bytes, even
+/// before the next flush.
+const STAGE_LIMIT: usize = 256 << 10;
 
 /// Tunables of a [`DiskQueueStore`]. The defaults suit production; tests
 /// shrink them to exercise segment rolls and compaction on little data.
@@ -92,8 +95,37 @@ pub struct DiskQueueStore {
     redelivered_below: u64,
     /// The highest delivered-up-to mark written to the ack log.
     delivered_up_to: u64,
-    scratch: Vec<u8>,
+    /// Records pushed and not yet written: they go at the end of the write
+    /// segment, in one write at the next flush (or sooner, see
+    /// [`STAGE_LIMIT`]).
+    staged: Vec<u8>,
+    /// The write segment's counters before the first staged record, put
+    /// back if writing the staged records fails.
+    staged_from: Option<StagedFrom>,
+    /// Whether a staged record is persistent (and so needs a sync).
+    staged_persistent: bool,
+    /// The sync ticket covering persistent records written since the last
+    /// flush.
+    written_ticket: Option<SyncTicket>,
+    /// A write of staged records failed since the last flush.
+    write_failed: Option<StoreError>,
+    /// Ack-log entries not yet written, and whether the delivered-up-to
+    /// mark moved.
+    acks_staged: Vec<AckEntry>,
+    mark_staged: bool,
     destroyed: bool,
+}
+
+/// What [`DiskQueueStore::write_staged`] restores when the write fails.
+#[derive(Debug, Clone, Copy)]
+struct StagedFrom {
+    end: u64,
+    first_seq: u64,
+    last_seq: Option<u64>,
+    live: u64,
+    seg_unread: u64,
+    unread: u64,
+    next_seq: u64,
 }
 
 /// Where the next record to deliver is read from.
@@ -209,7 +241,13 @@ impl DiskQueueStore {
             recovered_below: next_seq,
             redelivered_below: acks.delivered_up_to,
             delivered_up_to: acks.delivered_up_to,
-            scratch: Vec::new(),
+            staged: Vec::new(),
+            staged_from: None,
+            staged_persistent: false,
+            written_ticket: None,
+            write_failed: None,
+            acks_staged: Vec::new(),
+            mark_staged: false,
             destroyed: false,
         };
         let mut i = 0;
@@ -383,14 +421,99 @@ impl DiskQueueStore {
     /// Settles the record `seq` of segment `i` behind the store's back
     /// (never served): acked in memory and in the ack log.
     fn settle_unservable(&mut self, i: usize, seq: u64) {
-        if let Err(e) = self.ack_log.append(&[AckEntry::Ack(seq)]) {
-            warn!(error = %e, "cannot record a dropped message");
-        }
+        self.stage_ack(seq);
         let seg = &mut self.segments[i];
         if seg.acked.insert(seq) {
             seg.live = seg.live.saturating_sub(1);
         }
         self.delete_if_settled(i);
+    }
+
+    /// Writes the staged records to the end of the write segment. If that
+    /// fails they are lost: the counters go back to what they were, the
+    /// file is cut back (or, failing that, sealed) and the error is also
+    /// kept for the next [`flush`](MessageStore::flush) to report.
+    fn write_staged(&mut self) -> Result<(), StoreError> {
+        let Some(from) = self.staged_from.take() else {
+            return Ok(());
+        };
+        let persistent = std::mem::take(&mut self.staged_persistent);
+        let result = match self.write_file.append(&self.staged) {
+            Ok(offset) if offset == from.end => Ok(()),
+            Ok(offset) => Err(StoreError::Corrupt(format!(
+                "segment grew outside the store (append at {offset}, expected {})",
+                from.end
+            ))),
+            Err(e) => Err(e.into()),
+        };
+        self.staged.clear();
+        if self.staged.capacity() > SCRATCH_KEEP {
+            self.staged = Vec::new();
+        }
+        match result {
+            Ok(()) => {
+                if persistent {
+                    self.written_ticket = Some(self.sync.mark_dirty(&self.write_file));
+                }
+                Ok(())
+            }
+            Err(err) => {
+                error!(dir = %self.dir.display(), %err, "cannot write messages; they are lost");
+                let Some(w) = self.segments.back_mut() else {
+                    return Err(err);
+                };
+                let lost = w.unread.saturating_sub(from.seg_unread);
+                w.end = from.end;
+                w.first_seq = from.first_seq;
+                w.last_seq = from.last_seq;
+                w.live = from.live;
+                w.unread = from.seg_unread;
+                self.unread = from.unread;
+                self.next_seq = from.next_seq;
+                // Part of the records may be on disk; recovery must not
+                // find them.
+                if self.write_file.truncate(from.end).is_err() {
+                    w.sealed = true;
+                }
+                warn!(lost, "staged messages dropped after a failed write");
+                self.write_failed = Some(StoreError::Io(io::Error::other(err.to_string())));
+                Err(err)
+            }
+        }
+    }
+
+    /// Records an ack in the ack log at the next flush. Consecutive
+    /// sequence numbers become one range entry.
+    fn stage_ack(&mut self, seq: u64) {
+        match self.acks_staged.last_mut() {
+            Some(AckEntry::Ack(prev)) if prev.checked_add(1) == Some(seq) => {
+                let from = *prev;
+                *self.acks_staged.last_mut().expect("just matched") =
+                    AckEntry::Range(from, seq + 1);
+            }
+            Some(AckEntry::Range(_, to)) if *to == seq => *to = seq + 1,
+            _ => self.acks_staged.push(AckEntry::Ack(seq)),
+        }
+    }
+
+    /// Writes staged ack-log entries. A failure is logged: the acks hold in
+    /// memory, and after a restart the messages would come back.
+    fn write_acks(&mut self) {
+        if std::mem::take(&mut self.mark_staged) {
+            self.acks_staged
+                .push(AckEntry::DeliveredUpTo(self.delivered_up_to));
+        }
+        if self.acks_staged.is_empty() {
+            return;
+        }
+        match self.ack_log.append(&self.acks_staged) {
+            Ok(()) => {
+                self.sync.mark_dirty(self.ack_log.file());
+            }
+            Err(e) => warn!(error = %e, "cannot record acks"),
+        }
+        self.acks_staged.clear();
+        self.maybe_compact();
     }
 
     fn build_message(rec: &RawRecord) -> Result<Message, DecodeError> {
@@ -414,6 +537,15 @@ impl DiskQueueStore {
 
 /// Creates segment file `id` holding just its header, with a durable
 /// directory entry.
+impl Drop for DiskQueueStore {
+    /// A store closed without a crash writes what it staged.
+    fn drop(&mut self) {
+        if !self.destroyed {
+            let _ = self.flush();
+        }
+    }
+}
+
 fn create_segment_file(
     disk: &dyn Disk,
     dir: &Path,
@@ -444,7 +576,7 @@ fn create_segment_file(
 }
 
 impl MessageStore for DiskQueueStore {
-    fn push(&mut self, msg: QueuedMessage) -> Result<Option<SyncTicket>, StoreError> {
+    fn push(&mut self, msg: QueuedMessage) -> Result<(), StoreError> {
         if self.destroyed {
             return Err(StoreError::Io(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -457,10 +589,12 @@ impl MessageStore for DiskQueueStore {
                 "sequence number {seq} is not above the previous one"
             )));
         }
-        self.scratch.clear();
-        encode_message(&mut self.scratch, seq, &msg.message)
-            .map_err(|e| Self::invalid_input(e.to_string()))?;
-        let len = self.scratch.len() as u64;
+        let start = self.staged.len();
+        if let Err(e) = encode_message(&mut self.staged, seq, &msg.message) {
+            self.staged.truncate(start);
+            return Err(Self::invalid_input(e.to_string()));
+        }
+        let len = (self.staged.len() - start) as u64;
         let roll = match self.segments.back() {
             Some(w) => {
                 w.sealed
@@ -469,30 +603,30 @@ impl MessageStore for DiskQueueStore {
             None => true,
         };
         if roll {
-            self.roll()?;
+            // The new record starts the next segment; what was staged
+            // before it ends this one.
+            let record = self.staged.split_off(start);
+            let written = self.write_staged();
+            self.staged = record;
+            if let Err(e) = written.and_then(|()| self.roll()) {
+                self.staged.clear();
+                return Err(e);
+            }
         }
         let Some(w) = self.segments.back_mut() else {
+            self.staged.truncate(start);
             return Err(StoreError::Corrupt("no segment to write to".into()));
         };
-        let appended = self.write_file.append(&self.scratch);
-        if self.scratch.capacity() > SCRATCH_KEEP {
-            self.scratch = Vec::new();
-        }
-        match appended {
-            Ok(offset) if offset == w.end => {}
-            Ok(offset) => {
-                w.sealed = true;
-                return Err(StoreError::Corrupt(format!(
-                    "segment {} grew outside the store (append at {offset}, expected {})",
-                    w.id, w.end
-                )));
-            }
-            Err(e) => {
-                // Part of the record may be on disk: write elsewhere from
-                // now on; recovery cuts the partial record.
-                w.sealed = true;
-                return Err(e.into());
-            }
+        if self.staged_from.is_none() {
+            self.staged_from = Some(StagedFrom {
+                end: w.end,
+                first_seq: w.first_seq,
+                last_seq: w.last_seq,
+                live: w.live,
+                seg_unread: w.unread,
+                unread: self.unread,
+                next_seq: self.next_seq,
+            });
         }
         if w.last_seq.is_none() {
             w.first_seq = seq;
@@ -503,10 +637,22 @@ impl MessageStore for DiskQueueStore {
         w.unread += 1;
         self.unread += 1;
         self.next_seq = seq + 1;
-        if msg.message.persistent && self.options.durable {
-            Ok(Some(self.sync.mark_dirty(&self.write_file)))
-        } else {
-            Ok(None)
+        self.staged_persistent |= msg.message.persistent && self.options.durable;
+        if self.staged.len() >= STAGE_LIMIT {
+            self.write_staged()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<Option<SyncTicket>, StoreError> {
+        let written = self.write_staged();
+        self.write_acks();
+        let failed = self.write_failed.take();
+        let ticket = self.written_ticket.take();
+        written?;
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(ticket),
         }
     }
 
@@ -514,6 +660,8 @@ impl MessageStore for DiskQueueStore {
         if let Some((_, msg)) = self.requeued.pop_first() {
             return Ok(Some(msg));
         }
+        // The cursor may reach records not written yet.
+        self.write_staged()?;
         while self.unread > 0 {
             let Some(i) = self.segment_index(self.cursor.segment) else {
                 // Not reachable: deleting the cursor's segment moves the
@@ -573,10 +721,7 @@ impl MessageStore for DiskQueueStore {
             let mark = seq.saturating_add(1);
             if mark > self.delivered_up_to {
                 self.delivered_up_to = mark;
-                if let Err(e) = self.ack_log.append(&[AckEntry::DeliveredUpTo(mark)]) {
-                    warn!(error = %e, "cannot record delivery progress");
-                }
-                self.maybe_compact();
+                self.mark_staged = true;
             }
             return Ok(Some(QueuedMessage {
                 seq,
@@ -604,8 +749,7 @@ impl MessageStore for DiskQueueStore {
         if self.segments[i].acked.contains(seq) {
             return Ok(());
         }
-        self.ack_log.append(&[AckEntry::Ack(seq)])?;
-        self.sync.mark_dirty(self.ack_log.file());
+        self.stage_ack(seq);
         self.requeued.remove(&seq);
         // Normally only delivered messages are acked; one the cursor has not
         // reached yet leaves the ready count too.
@@ -618,7 +762,6 @@ impl MessageStore for DiskQueueStore {
             self.unread -= 1;
         }
         self.delete_if_settled(i);
-        self.maybe_compact();
         Ok(())
     }
 
@@ -630,6 +773,8 @@ impl MessageStore for DiskQueueStore {
         if self.destroyed {
             return Ok(0);
         }
+        self.write_staged()?;
+        self.write_acks();
         let count = self.len();
         let mut entries: Vec<AckEntry> = self
             .requeued
@@ -686,6 +831,10 @@ impl MessageStore for DiskQueueStore {
 
     fn destroy(&mut self) -> Result<(), StoreError> {
         self.destroyed = true;
+        self.staged.clear();
+        self.staged_from = None;
+        self.acks_staged.clear();
+        self.mark_staged = false;
         self.segments.clear();
         self.requeued.clear();
         self.unread = 0;

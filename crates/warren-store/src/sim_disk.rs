@@ -26,7 +26,14 @@ use crate::disk::{Disk, DiskFile};
 #[derive(Clone, Default)]
 pub struct SimDisk {
     state: Arc<Mutex<Namespace>>,
-    fail_syncs: Arc<AtomicBool>,
+    faults: Arc<Faults>,
+}
+
+/// Failures injected into every file of a disk.
+#[derive(Default)]
+struct Faults {
+    syncs: AtomicBool,
+    writes: AtomicBool,
 }
 
 #[derive(Default)]
@@ -40,7 +47,7 @@ struct Namespace {
 
 struct SimFile {
     data: Mutex<FileData>,
-    fail_syncs: Arc<AtomicBool>,
+    faults: Arc<Faults>,
 }
 
 #[derive(Clone, Default)]
@@ -58,7 +65,13 @@ impl SimDisk {
     /// Makes every later [`DiskFile::sync`] fail (`true`) or succeed again
     /// (`false`), to test the handling of sync errors.
     pub fn set_sync_failures(&self, fail: bool) {
-        self.fail_syncs.store(fail, Ordering::SeqCst);
+        self.faults.syncs.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes every later [`DiskFile::append`] fail (`true`) after writing
+    /// half of its data, as a full disk would, or succeed again (`false`).
+    pub fn set_write_failures(&self, fail: bool) {
+        self.faults.writes.store(fail, Ordering::SeqCst);
     }
 
     /// The disk as found after a power loss now. For each file: its synced
@@ -69,7 +82,7 @@ impl SimDisk {
     pub fn crash(&self, rng_seed: u64) -> SimDisk {
         let mut rng = SplitMix64(rng_seed);
         let state = self.state.lock();
-        let fail_syncs = Arc::new(AtomicBool::new(false));
+        let faults = Arc::new(Faults::default());
         let mut names: BTreeSet<&PathBuf> = state.live.keys().collect();
         names.extend(state.durable.keys());
         let mut files = BTreeMap::new();
@@ -91,7 +104,7 @@ impl SimDisk {
             let synced = bytes.len();
             let file = Arc::new(SimFile {
                 data: Mutex::new(FileData { bytes, synced }),
-                fail_syncs: Arc::clone(&fail_syncs),
+                faults: Arc::clone(&faults),
             });
             files.insert(name.clone(), file);
         }
@@ -101,7 +114,7 @@ impl SimDisk {
                 live: files.clone(),
                 durable: files,
             })),
-            fail_syncs,
+            faults,
         }
     }
 
@@ -145,7 +158,7 @@ impl Disk for SimDisk {
         }
         let file = Arc::new(SimFile {
             data: Mutex::new(FileData::default()),
-            fail_syncs: Arc::clone(&self.fail_syncs),
+            faults: Arc::clone(&self.faults),
         });
         state.live.insert(path.to_path_buf(), Arc::clone(&file));
         Ok(file)
@@ -223,6 +236,10 @@ impl DiskFile for SimFile {
     fn append(&self, data: &[u8]) -> io::Result<u64> {
         let mut file = self.data.lock();
         let offset = file.bytes.len() as u64;
+        if self.faults.writes.load(Ordering::SeqCst) {
+            file.bytes.extend_from_slice(&data[..data.len() / 2]);
+            return Err(io::Error::other("no space left on device (simulated)"));
+        }
         file.bytes.extend_from_slice(data);
         Ok(offset)
     }
@@ -249,7 +266,7 @@ impl DiskFile for SimFile {
     }
 
     fn sync(&self) -> io::Result<()> {
-        if self.fail_syncs.load(Ordering::SeqCst) {
+        if self.faults.syncs.load(Ordering::SeqCst) {
             return Err(io::Error::other("injected sync failure"));
         }
         let mut file = self.data.lock();

@@ -82,10 +82,9 @@ impl SpillStore {
 }
 
 impl MessageStore for SpillStore {
-    fn push(&mut self, msg: QueuedMessage) -> Result<Option<SyncTicket>, StoreError> {
+    fn push(&mut self, msg: QueuedMessage) -> Result<(), StoreError> {
         if let Some(disk) = self.disk.as_mut() {
-            disk.push(msg)?;
-            return Ok(None);
+            return disk.push(msg);
         }
         let size = msg.message.body_size();
         let seq = msg.seq;
@@ -95,7 +94,15 @@ impl MessageStore for SpillStore {
             self.disk = Some((self.open)()?);
             self.disk_from = seq + 1;
         }
-        Ok(None)
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<Option<SyncTicket>, StoreError> {
+        // Spill files promise nothing across a restart: no ticket.
+        match self.disk.as_mut() {
+            Some(disk) => disk.flush().map(|_| None),
+            None => Ok(None),
+        }
     }
 
     fn pop(&mut self) -> Result<Option<QueuedMessage>, StoreError> {

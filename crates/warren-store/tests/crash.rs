@@ -55,6 +55,8 @@ impl Rng {
 struct Model {
     /// Every message published and not forgotten, by sequence number.
     all: HashMap<u64, Arc<Message>>,
+    /// Persistent messages pushed since the last flush (no ticket yet).
+    unflushed: Vec<u64>,
     /// Persistent messages waiting for their ticket.
     pending: Vec<(u64, u64)>,
     /// Durable and not settled: must come back after a crash.
@@ -136,10 +138,9 @@ fn run_ops(
                 m.uid += 1;
                 let seq = m.next_seq;
                 m.next_seq += 1;
-                let ticket = store.push(queued(seq, Arc::clone(&msg))).expect("push");
-                assert_eq!(ticket.is_some(), persistent, "case {case}");
-                if let Some(t) = ticket {
-                    m.pending.push((seq, t));
+                store.push(queued(seq, Arc::clone(&msg))).expect("push");
+                if persistent {
+                    m.unflushed.push(seq);
                 }
                 m.all.insert(seq, msg);
                 m.ready.insert(seq);
@@ -181,7 +182,11 @@ fn run_ops(
                     m.settled_unsynced.insert(seq);
                 }
             }
+            89..=93 => flush(store, m, case),
             _ => {
+                // The broker flushes at the end of every operation on a
+                // queue; a sync covers what was flushed.
+                flush(store, m, case);
                 let synced = sync.sync_now();
                 let settled = &m.settled_unsynced;
                 for (seq, _) in m.pending.iter().filter(|(_, t)| *t <= synced) {
@@ -194,6 +199,24 @@ fn run_ops(
             }
         }
         assert_eq!(store.len(), m.ready.len(), "case {case}: len");
+    }
+}
+
+/// Writes out what the store staged; its persistent messages get the
+/// returned ticket.
+fn flush(store: &mut DiskQueueStore, m: &mut Model, case: u64) {
+    let ticket = store.flush().expect("flush");
+    assert_eq!(
+        ticket.is_some(),
+        !m.unflushed.is_empty(),
+        "case {case}: a ticket exactly when persistent messages were pushed"
+    );
+    if let Some(t) = ticket {
+        m.pending.extend(
+            std::mem::take(&mut m.unflushed)
+                .into_iter()
+                .map(|seq| (seq, t)),
+        );
     }
 }
 
@@ -266,6 +289,7 @@ fn crash_and_check(
     m.delivered.retain(|seq| *seq < next);
     m.delivered.extend(&got);
     m.pending.clear();
+    m.unflushed.clear();
     m.settled_unsynced.clear();
     m.held.clear();
     m.must = got.clone();
@@ -313,16 +337,16 @@ fn crashes_lose_nothing_synced_and_serve_nothing_corrupt() {
 fn sync_failures_hold_back_tickets_and_lose_nothing_confirmed() {
     let disk = SimDisk::new();
     let (mut store, sync) = open(&disk, 0);
-    let t0 = store
+    store
         .push(queued(0, simple("confirmed", true)))
-        .expect("push")
-        .expect("ticket");
+        .expect("push");
+    let t0 = store.flush().expect("flush").expect("ticket");
     assert!(sync.sync_now() >= t0);
     disk.set_sync_failures(true);
-    let t1 = store
+    store
         .push(queued(1, simple("unconfirmed", true)))
-        .expect("push")
-        .expect("ticket");
+        .expect("push");
+    let t1 = store.flush().expect("flush").expect("ticket");
     assert!(sync.sync_now() < t1, "a failed sync must not confirm");
     drop(store);
     for seed in 0..50 {
@@ -333,5 +357,36 @@ fn sync_failures_hold_back_tickets_and_lose_nothing_confirmed() {
             Some("confirmed"),
             "seed {seed}"
         );
+    }
+}
+
+#[test]
+fn a_failed_write_loses_only_its_batch_and_confirms_nothing_of_it() {
+    let disk = SimDisk::new();
+    let (mut store, sync) = open(&disk, 0);
+    store.push(queued(0, simple("kept", true))).expect("push");
+    let t0 = store.flush().expect("flush").expect("ticket");
+    // A batch whose write fails part-way, as on a full disk.
+    for seq in 1..4 {
+        store
+            .push(queued(seq, simple(&format!("lost {seq}"), true)))
+            .expect("push");
+    }
+    assert_eq!(store.len(), 4);
+    disk.set_write_failures(true);
+    assert!(store.flush().is_err(), "the failed batch is reported");
+    assert_eq!(store.len(), 1, "the failed batch is not counted");
+    disk.set_write_failures(false);
+    store.push(queued(4, simple("after", true))).expect("push");
+    let t1 = store.flush().expect("flush").expect("ticket");
+    assert!(sync.sync_now() >= t1.max(t0));
+    let bodies: Vec<String> = drain(&mut store).iter().map(body).collect();
+    assert_eq!(bodies, ["kept", "after"]);
+    drop(store);
+    // Nothing of the failed batch comes back after a crash either.
+    for seed in 0..20 {
+        let (mut after, _) = open(&disk.crash(seed), 0);
+        let bodies: Vec<String> = drain(&mut after).iter().map(body).collect();
+        assert_eq!(bodies, ["kept", "after"], "seed {seed}");
     }
 }

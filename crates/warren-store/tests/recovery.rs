@@ -40,8 +40,10 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Pushes and flushes, as the broker does at the end of a publish.
 fn push(store: &mut DiskQueueStore, seq: u64, msg: &Arc<Message>) {
     store.push(queued(seq, Arc::clone(msg))).expect("push");
+    store.flush().expect("flush");
 }
 
 #[test]
@@ -129,15 +131,17 @@ fn transient_messages_do_not_survive_a_restart() {
     {
         let mut store = open(&dir, tiny_options());
         for seq in 0..100 {
-            let t = store
+            store
                 .push(queued(
                     seq,
                     simple(&format!("transient {seq:0>100}"), false),
                 ))
                 .expect("push");
+            let t = store.flush().expect("flush");
             assert!(t.is_none(), "transient messages wait for no sync");
         }
-        let t = store.push(queued(100, simple("p", true))).expect("push");
+        store.push(queued(100, simple("p", true))).expect("push");
+        let t = store.flush().expect("flush");
         assert!(t.is_some(), "persistent messages wait for a sync");
         assert!(segment_files(&dir).len() > 2);
     }
