@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use warren_protocol::{BasicProperties, FieldTable};
+use warren_protocol::{DecodeError, FieldTable, PropertiesRef};
 
 /// A published message. Routed to many queues, it is one allocation shared
 /// through [`Arc`]; the body is a [`Bytes`] that usually points straight into
@@ -21,22 +21,25 @@ pub struct Message {
 }
 
 impl Message {
-    /// Builds a message from a publish whose properties have been parsed.
+    /// Builds a message, reading what the broker needs from its raw
+    /// properties (which must be a valid property list).
     pub fn new(
         exchange: String,
         routing_key: String,
         raw_properties: Bytes,
-        properties: BasicProperties,
         body: Bytes,
-    ) -> Self {
-        Message {
+    ) -> Result<Self, DecodeError> {
+        let props = PropertiesRef::decode(&raw_properties)?;
+        let persistent = props.is_persistent();
+        let headers = props.headers;
+        Ok(Message {
             exchange,
             routing_key,
-            persistent: properties.is_persistent(),
-            headers: properties.headers,
             properties: raw_properties,
+            persistent,
+            headers,
             body,
-        }
+        })
     }
 
     pub fn body_size(&self) -> u64 {

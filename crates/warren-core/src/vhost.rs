@@ -1,7 +1,7 @@
 //! A virtual host's topology: its exchanges, its queues (as opaque handles
 //! `Q`), the bindings between them, and routing across all of it.
 
-use std::collections::{HashMap, HashSet};
+use ahash::{AHashMap as HashMap, AHashSet as HashSet};
 
 use smallvec::SmallVec;
 use warren_protocol::FieldTable;

@@ -94,9 +94,14 @@ impl<'a> Reader<'a> {
     /// A `shortstr`: one length octet, then that many bytes. Invalid UTF-8 is
     /// replaced rather than rejected, as RabbitMQ accepts arbitrary bytes.
     pub fn short_str(&mut self) -> Result<String, DecodeError> {
-        let len = self.u8()? as usize;
-        let bytes = self.take(len, "shortstr")?;
+        let bytes = self.short_bytes()?;
         Ok(String::from_utf8_lossy(bytes).into_owned())
+    }
+
+    /// A `shortstr`'s bytes, borrowed from the input.
+    pub fn short_bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let len = self.u8()? as usize;
+        self.take(len, "shortstr")
     }
 
     /// A `longstr`: a 32-bit length, then that many bytes.

@@ -26,7 +26,7 @@ pub use frame::{
     FRAME_HEADER_SIZE, FRAME_OVERHEAD, PROTOCOL_HEADER,
 };
 pub use method::*;
-pub use properties::BasicProperties;
+pub use properties::{BasicProperties, PropertiesRef};
 pub use reply::ReplyCode;
 
 /// Frame type octets (AMQP 0-9-1 section 4.2.3).

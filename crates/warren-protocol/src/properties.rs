@@ -39,9 +39,45 @@ const APP_ID: u16 = 1 << 3;
 const CLUSTER_ID: u16 = 1 << 2;
 const CONTINUATION: u16 = 1;
 
-impl BasicProperties {
-    /// Decodes the property flags and property list of a content header.
-    pub fn decode(raw: &[u8]) -> Result<Self, DecodeError> {
+/// The properties of a content header read in place: strings borrow from
+/// the header, and nothing is allocated unless it carries a headers table.
+/// The broker reads every published message's properties this way; it
+/// needs few of them and forwards the header verbatim.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PropertiesRef<'a> {
+    pub content_type: Option<&'a [u8]>,
+    pub content_encoding: Option<&'a [u8]>,
+    pub headers: Option<FieldTable>,
+    pub delivery_mode: Option<u8>,
+    pub priority: Option<u8>,
+    pub correlation_id: Option<&'a [u8]>,
+    pub reply_to: Option<&'a [u8]>,
+    pub expiration: Option<&'a [u8]>,
+    pub message_id: Option<&'a [u8]>,
+    pub timestamp: Option<u64>,
+    pub kind: Option<&'a [u8]>,
+    pub user_id: Option<&'a [u8]>,
+    pub app_id: Option<&'a [u8]>,
+    pub cluster_id: Option<&'a [u8]>,
+}
+
+/// Reads a property if its flag is set.
+fn opt<'a, T>(
+    r: &mut Reader<'a>,
+    present: bool,
+    read: impl FnOnce(&mut Reader<'a>) -> Result<T, DecodeError>,
+) -> Result<Option<T>, DecodeError> {
+    if present {
+        read(r).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+impl<'a> PropertiesRef<'a> {
+    /// Reads (and so validates) the property flags and property list of a
+    /// content header.
+    pub fn decode(raw: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(raw);
         let flags = r.u16()?;
         let mut more = flags & CONTINUATION != 0;
@@ -52,49 +88,60 @@ impl BasicProperties {
             }
             more = extra & CONTINUATION != 0;
         }
-        let s = |r: &mut Reader<'_>, bit: u16| -> Result<Option<String>, DecodeError> {
-            if flags & bit != 0 {
-                r.short_str().map(Some)
-            } else {
-                Ok(None)
-            }
-        };
-        let props = BasicProperties {
-            content_type: s(&mut r, CONTENT_TYPE)?,
-            content_encoding: s(&mut r, CONTENT_ENCODING)?,
-            headers: if flags & HEADERS != 0 {
-                Some(r.table()?)
-            } else {
-                None
-            },
-            delivery_mode: if flags & DELIVERY_MODE != 0 {
-                Some(r.u8()?)
-            } else {
-                None
-            },
-            priority: if flags & PRIORITY != 0 {
-                Some(r.u8()?)
-            } else {
-                None
-            },
-            correlation_id: s(&mut r, CORRELATION_ID)?,
-            reply_to: s(&mut r, REPLY_TO)?,
-            expiration: s(&mut r, EXPIRATION)?,
-            message_id: s(&mut r, MESSAGE_ID)?,
-            timestamp: if flags & TIMESTAMP != 0 {
-                Some(r.u64()?)
-            } else {
-                None
-            },
-            kind: s(&mut r, TYPE)?,
-            user_id: s(&mut r, USER_ID)?,
-            app_id: s(&mut r, APP_ID)?,
-            cluster_id: s(&mut r, CLUSTER_ID)?,
+        let has = |bit: u16| flags & bit != 0;
+        let props = PropertiesRef {
+            content_type: opt(&mut r, has(CONTENT_TYPE), Reader::short_bytes)?,
+            content_encoding: opt(&mut r, has(CONTENT_ENCODING), Reader::short_bytes)?,
+            headers: opt(&mut r, has(HEADERS), Reader::table)?,
+            delivery_mode: opt(&mut r, has(DELIVERY_MODE), Reader::u8)?,
+            priority: opt(&mut r, has(PRIORITY), Reader::u8)?,
+            correlation_id: opt(&mut r, has(CORRELATION_ID), Reader::short_bytes)?,
+            reply_to: opt(&mut r, has(REPLY_TO), Reader::short_bytes)?,
+            expiration: opt(&mut r, has(EXPIRATION), Reader::short_bytes)?,
+            message_id: opt(&mut r, has(MESSAGE_ID), Reader::short_bytes)?,
+            timestamp: opt(&mut r, has(TIMESTAMP), Reader::u64)?,
+            kind: opt(&mut r, has(TYPE), Reader::short_bytes)?,
+            user_id: opt(&mut r, has(USER_ID), Reader::short_bytes)?,
+            app_id: opt(&mut r, has(APP_ID), Reader::short_bytes)?,
+            cluster_id: opt(&mut r, has(CLUSTER_ID), Reader::short_bytes)?,
         };
         if !r.is_empty() {
             return Err(DecodeError::Trailing("content header"));
         }
         Ok(props)
+    }
+
+    /// Whether the message asks to be persisted (delivery mode 2).
+    pub fn is_persistent(&self) -> bool {
+        self.delivery_mode == Some(2)
+    }
+
+    /// The owned form; invalid UTF-8 in strings is replaced.
+    pub fn into_owned(self) -> BasicProperties {
+        let s = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+        BasicProperties {
+            content_type: s(self.content_type),
+            content_encoding: s(self.content_encoding),
+            headers: self.headers,
+            delivery_mode: self.delivery_mode,
+            priority: self.priority,
+            correlation_id: s(self.correlation_id),
+            reply_to: s(self.reply_to),
+            expiration: s(self.expiration),
+            message_id: s(self.message_id),
+            timestamp: self.timestamp,
+            kind: s(self.kind),
+            user_id: s(self.user_id),
+            app_id: s(self.app_id),
+            cluster_id: s(self.cluster_id),
+        }
+    }
+}
+
+impl BasicProperties {
+    /// Decodes the property flags and property list of a content header.
+    pub fn decode(raw: &[u8]) -> Result<Self, DecodeError> {
+        PropertiesRef::decode(raw).map(PropertiesRef::into_owned)
     }
 
     /// Appends the property flags and property list.

@@ -4,7 +4,9 @@
 //! A channel lives inside its connection's task and is only touched from
 //! there; queues reach it through the connection's event channel.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use ahash::AHashMap as HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -15,11 +17,11 @@ use warren_core::names;
 use warren_core::{AmqpError, Destination, ExchangeKind, Message, QueuedMessage, SyncTicket};
 use warren_protocol::{
     AccessRequestOk, BasicAck, BasicCancel, BasicCancelOk, BasicConsumeOk, BasicGetEmpty,
-    BasicGetOk, BasicNack, BasicProperties, BasicPublish, BasicQosOk, BasicRecoverOk, BasicReturn,
-    ChannelClose, ChannelCloseOk, ChannelFlowOk, ConfirmSelectOk, ContentHeader, ExchangeBindOk,
-    ExchangeDeclareOk, ExchangeDeleteOk, ExchangeUnbindOk, FramePayload, Method, QueueBindOk,
-    QueueDeclareOk, QueueDeleteOk, QueuePurgeOk, QueueUnbindOk, ReplyCode, TxCommitOk,
-    TxRollbackOk, TxSelectOk, BASIC_CLASS_ID,
+    BasicGetOk, BasicNack, BasicPublish, BasicQosOk, BasicRecoverOk, BasicReturn, ChannelClose,
+    ChannelCloseOk, ChannelFlowOk, ConfirmSelectOk, ContentHeader, ExchangeBindOk,
+    ExchangeDeclareOk, ExchangeDeleteOk, ExchangeUnbindOk, FieldTable, FramePayload, Method,
+    PropertiesRef, QueueBindOk, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk, QueueUnbindOk,
+    ReplyCode, TxCommitOk, TxRollbackOk, TxSelectOk, BASIC_CLASS_ID,
 };
 
 use crate::connection::{ConnCtx, Out};
@@ -28,9 +30,23 @@ use crate::queue::{ChannelLimit, Consumer, Enqueued, QueueCell, QueueSpec};
 /// A publish whose content is still arriving.
 struct Pending {
     publish: BasicPublish,
-    header: Option<(Bytes, BasicProperties, u64)>,
-    chunks: Vec<Bytes>,
+    header: Option<Header>,
+    /// The body as received so far: usually one frame's worth, copied
+    /// together only when it came in several.
+    body: Bytes,
+    more: Vec<Bytes>,
     received: u64,
+}
+
+/// What a publish's content header said, read once it arrived.
+struct Header {
+    /// The property flags and list, forwarded verbatim.
+    raw: Bytes,
+    persistent: bool,
+    headers: Option<FieldTable>,
+    body_size: u64,
+    /// Why the publish is refused (reported once the body is in).
+    refused: Option<AmqpError>,
 }
 
 /// A delivered message awaiting ack, reject or nack.
@@ -313,9 +329,18 @@ impl Channel {
                 h.body_size
             )));
         }
-        let props = BasicProperties::decode(&h.properties)
+        let props = PropertiesRef::decode(&h.properties)
             .map_err(|e| AmqpError::frame_error(format!("cannot decode content header: {e}")))?;
-        p.header = Some((h.properties, props, h.body_size));
+        let refused = check_properties(&props, &ctx.user).err();
+        let persistent = props.is_persistent();
+        let headers = props.headers;
+        p.header = Some(Header {
+            raw: h.properties,
+            persistent,
+            headers,
+            body_size: h.body_size,
+            refused,
+        });
         if h.body_size == 0 {
             self.complete_publish(ctx, out)?;
         }
@@ -328,7 +353,10 @@ impl Channel {
                 "expected method frame, got non method frame instead",
             ));
         };
-        let Some((_, _, size)) = &p.header else {
+        let Some(Header {
+            body_size: size, ..
+        }) = &p.header
+        else {
             return Err(AmqpError::unexpected_frame(
                 "expected content header for class 60, got non content header frame instead",
             ));
@@ -340,7 +368,11 @@ impl Channel {
                 "content body exceeds the size {size} announced in its content header"
             )));
         }
-        p.chunks.push(body);
+        if p.body.is_empty() {
+            p.body = body;
+        } else {
+            p.more.push(body);
+        }
         if p.received == size {
             self.complete_publish(ctx, out)?;
         }
@@ -351,30 +383,32 @@ impl Channel {
         let Some(p) = self.pending.take() else {
             return Ok(());
         };
-        let Some((raw, props, _)) = p.header else {
+        let Some(header) = p.header else {
             return Ok(());
         };
-        let body = match p.chunks.len() {
-            0 => Bytes::new(),
-            1 => p.chunks.into_iter().next().unwrap_or_default(),
-            _ => {
-                let mut all = BytesMut::with_capacity(p.received as usize);
-                for c in &p.chunks {
-                    all.extend_from_slice(c);
-                }
-                all.freeze()
+        let body = if p.more.is_empty() {
+            p.body
+        } else {
+            let mut all = BytesMut::with_capacity(p.received as usize);
+            all.extend_from_slice(&p.body);
+            for c in &p.more {
+                all.extend_from_slice(c);
             }
+            all.freeze()
         };
         let publish = p.publish;
-        check_properties(&props, &ctx.user)?;
+        if let Some(refused) = header.refused {
+            return Err(refused);
+        }
         let mandatory = publish.mandatory;
-        let msg = Arc::new(Message::new(
-            publish.exchange,
-            publish.routing_key,
-            raw,
-            props,
+        let msg = Arc::new(Message {
+            exchange: publish.exchange,
+            routing_key: publish.routing_key,
+            properties: header.raw,
+            persistent: header.persistent,
+            headers: header.headers,
             body,
-        ));
+        });
         if let Some(tx) = self.tx.as_mut() {
             // Checked now so errors surface at publish, as in RabbitMQ.
             ctx.vhost.read().check_publishable(&msg.exchange)?;
@@ -837,7 +871,8 @@ impl Channel {
                 self.pending = Some(Pending {
                     publish: m,
                     header: None,
-                    chunks: Vec::new(),
+                    body: Bytes::new(),
+                    more: Vec::new(),
                     received: 0,
                 });
                 Ok(())
@@ -1130,15 +1165,18 @@ fn store_failure(err: warren_core::StoreError) -> AmqpError {
 }
 
 /// Checks the properties RabbitMQ validates on publish.
-fn check_properties(props: &BasicProperties, user: &str) -> Result<(), AmqpError> {
-    if let Some(claimed) = props.user_id.as_deref() {
-        if claimed != user {
+fn check_properties(props: &PropertiesRef<'_>, user: &str) -> Result<(), AmqpError> {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    if let Some(claimed) = props.user_id {
+        if claimed != user.as_bytes() {
             return Err(AmqpError::precondition_failed(format!(
-                "user_id property set to '{claimed}' but authenticated user was '{user}'"
+                "user_id property set to '{}' but authenticated user was '{user}'",
+                text(claimed)
             )));
         }
     }
-    if let Some(exp) = props.expiration.as_deref() {
+    if let Some(exp) = props.expiration {
+        let exp = text(exp);
         match exp.parse::<i64>() {
             Ok(n) if n < 0 => {
                 return Err(AmqpError::precondition_failed(format!(

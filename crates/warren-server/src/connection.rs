@@ -9,7 +9,7 @@
 //! Reading pauses while the buffer is over its high-water mark, which pushes
 //! back on a client that does not read what it is sent.
 
-use std::collections::HashMap;
+use ahash::AHashMap as HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use tracing::{error, warn};
 use warren_core::{Message, MessageStore, QueuedMessage, StoreError, SyncTicket};
-use warren_protocol::{BasicProperties, DecodeError};
+use warren_protocol::DecodeError;
 
 use crate::ack_log::AckLog;
 use crate::disk::{Disk, DiskFile};
@@ -519,7 +519,6 @@ impl DiskQueueStore {
     fn build_message(rec: &RawRecord) -> Result<Message, DecodeError> {
         let p = &rec.payload;
         let l = &rec.layout;
-        let properties = BasicProperties::decode(&p[l.properties.clone()])?;
         // Both names were checked to be UTF-8 when the record was parsed.
         let exchange = String::from_utf8_lossy(&p[l.exchange.clone()]).into_owned();
         let routing_key = String::from_utf8_lossy(&p[l.routing_key.clone()]).into_owned();
@@ -527,9 +526,8 @@ impl DiskQueueStore {
             exchange,
             routing_key,
             p.slice(l.properties.clone()),
-            properties,
             p.slice(l.body.clone()),
-        );
+        )?;
         message.persistent = l.persistent;
         Ok(message)
     }

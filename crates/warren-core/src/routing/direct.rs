@@ -1,6 +1,6 @@
 //! Direct exchanges: the routing key must equal the binding key.
 
-use std::collections::HashMap;
+use ahash::AHashMap as HashMap;
 
 use super::Destination;
 

@@ -7,7 +7,7 @@
 //! (they match the same keys), and matching remembers which `#` states it has
 //! visited, so no key/pattern pair can make it backtrack exponentially.
 
-use std::collections::HashMap;
+use ahash::AHashMap as HashMap;
 
 use super::Destination;
 

@@ -30,13 +30,15 @@ pub fn message(
 ) -> Arc<Message> {
     let mut raw = BytesMut::new();
     props.encode(&mut raw);
-    Arc::new(Message::new(
-        exchange.into(),
-        routing_key.into(),
-        raw.freeze(),
-        props,
-        Bytes::from(body),
-    ))
+    Arc::new(
+        Message::new(
+            exchange.into(),
+            routing_key.into(),
+            raw.freeze(),
+            Bytes::from(body),
+        )
+        .expect("valid properties"),
+    )
 }
 
 /// A simple message whose body is `body`.
