@@ -9,10 +9,10 @@ use tokio::net::TcpListener;
 use tracing::{error, info};
 use warren_server::{AlarmConfig, MemoryProbe, ServerConfig};
 
-/// The global allocator, wrapped to count the bytes in use: the memory
-/// alarm compares that count with the high watermark.
+mod alloc;
+
 #[global_allocator]
-static ALLOCATOR: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, usize::MAX);
+static ALLOCATOR: alloc::CountingAlloc = alloc::CountingAlloc;
 
 #[derive(Parser)]
 #[command(
@@ -95,7 +95,7 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
     let alarms = AlarmConfig {
         memory_limit,
         disk_free_limit: args.disk_free_limit,
-        memory_probe: MemoryProbe(Arc::new(|| ALLOCATOR.allocated() as u64)),
+        memory_probe: MemoryProbe(Arc::new(alloc::allocated)),
         ..AlarmConfig::default()
     };
     let config = ServerConfig {
