@@ -1,6 +1,7 @@
 //! Disk store throughput on the real file system: appending 16-byte and
 //! 1 KiB persistent messages (the sync thread running alongside, as in the
-//! broker), and popping plus acking them back.
+//! broker), flushed one by one or in batches of a thousand (as a read full
+//! of publishes is), and popping plus acking them back.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -37,7 +38,8 @@ fn fresh(sync: &Arc<SyncCoordinator>) -> (tempfile::TempDir, DiskQueueStore) {
     (tmp, store)
 }
 
-fn fill(store: &mut DiskQueueStore, msg: &Arc<Message>, n: u64) {
+/// Pushes `n` messages, flushing after every `batch`.
+fn fill(store: &mut DiskQueueStore, msg: &Arc<Message>, n: u64, batch: u64) {
     for seq in 0..n {
         store
             .push(QueuedMessage {
@@ -46,7 +48,11 @@ fn fill(store: &mut DiskQueueStore, msg: &Arc<Message>, n: u64) {
                 redelivered: false,
             })
             .expect("push");
+        if (seq + 1) % batch == 0 {
+            store.flush().expect("flush");
+        }
     }
+    store.flush().expect("flush");
 }
 
 fn append(c: &mut Criterion) {
@@ -58,27 +64,32 @@ fn append(c: &mut Criterion) {
         .throughput(Throughput::Elements(1));
     for size in [16usize, 1024] {
         let msg = message(size);
-        group.bench_function(format!("append {size} B"), |b| {
+        for batch in [1u64, 1000] {
+            group.bench_function(format!("append {size} B, flush every {batch}"), |b| {
+                b.iter_custom(|iters| {
+                    let sync = SyncCoordinator::start();
+                    let (_tmp, mut store) = fresh(&sync);
+                    let start = Instant::now();
+                    fill(&mut store, &msg, iters, batch);
+                    let elapsed = start.elapsed();
+                    sync.shutdown();
+                    elapsed
+                })
+            });
+        }
+        group.bench_function(format!("pop+ack {size} B, flush every 100"), |b| {
             b.iter_custom(|iters| {
                 let sync = SyncCoordinator::start();
                 let (_tmp, mut store) = fresh(&sync);
-                let start = Instant::now();
-                fill(&mut store, &msg, iters);
-                let elapsed = start.elapsed();
-                sync.shutdown();
-                elapsed
-            })
-        });
-        group.bench_function(format!("pop+ack {size} B"), |b| {
-            b.iter_custom(|iters| {
-                let sync = SyncCoordinator::start();
-                let (_tmp, mut store) = fresh(&sync);
-                fill(&mut store, &msg, iters);
+                fill(&mut store, &msg, iters, 1000);
                 sync.sync_now();
                 let start = Instant::now();
-                for _ in 0..iters {
+                for i in 0..iters {
                     let m = store.pop().expect("pop").expect("a message");
                     store.ack(black_box(&m)).expect("ack");
+                    if i % 100 == 99 {
+                        store.flush().expect("flush");
+                    }
                 }
                 let elapsed = start.elapsed();
                 sync.shutdown();
