@@ -1,6 +1,6 @@
-//! Malformed input over raw TCP: each case gets the reply code AMQP
-//! prescribes, closes only what it must, and leaves other connections
-//! working.
+//! Raw TCP: malformed input gets the reply code AMQP prescribes, closes only
+//! what it must, and leaves other connections working; frames pipelined in
+//! one write are handled in order.
 
 mod common;
 
@@ -588,4 +588,76 @@ async fn random_garbage_never_takes_the_server_down() {
         drop(raw);
     }
     assert_healthy(addr).await;
+}
+
+/// Publishes are enqueued in batches per read; a method in the same read
+/// after them must still see them, and confirms still cover them.
+#[tokio::test]
+async fn methods_pipelined_after_publishes_see_them() {
+    let (_s, addr) = server().await;
+    let mut raw = Raw::handshake(addr).await;
+    raw.open_channel(1).await;
+    raw.method(1, ConfirmSelect { nowait: false }).await;
+    assert!(matches!(
+        raw.expect_method().await,
+        Method::ConfirmSelectOk(_)
+    ));
+    let mut b = BytesMut::new();
+    let declare = QueueDeclare {
+        queue: "pipelined".into(),
+        ..Default::default()
+    };
+    encode_method_frame(&mut b, 1, &declare.into());
+    for body in [b"a", b"b", b"c"] {
+        let publish = BasicPublish {
+            routing_key: "pipelined".into(),
+            ..Default::default()
+        };
+        encode_method_frame(&mut b, 1, &publish.into());
+        encode_content_header(&mut b, 1, 60, 1, &[0, 0]);
+        b.extend_from_slice(&frame(3, 1, body, FRAME_END));
+    }
+    let get = BasicGet {
+        queue: "pipelined".into(),
+        no_ack: true,
+        ..Default::default()
+    };
+    encode_method_frame(&mut b, 1, &get.into());
+    let purge = QueuePurge {
+        queue: "pipelined".into(),
+        ..Default::default()
+    };
+    encode_method_frame(&mut b, 1, &purge.into());
+    raw.send(&b).await;
+
+    assert!(matches!(
+        raw.expect_method().await,
+        Method::QueueDeclareOk(_)
+    ));
+    match raw.expect_method().await {
+        Method::BasicGetOk(ok) => assert_eq!(ok.message_count, 2),
+        other => panic!("expected get-ok, got {other:?}"),
+    }
+    assert!(matches!(
+        raw.frame().await.map(|f| f.payload),
+        Some(FramePayload::Header(_))
+    ));
+    match raw.frame().await.map(|f| f.payload) {
+        Some(FramePayload::Body(body)) => assert_eq!(&body[..], b"a"),
+        other => panic!("expected the first body, got {other:?}"),
+    }
+    match raw.expect_method().await {
+        Method::QueuePurgeOk(ok) => assert_eq!(ok.message_count, 2),
+        other => panic!("expected purge-ok, got {other:?}"),
+    }
+    let mut confirmed = 0;
+    while confirmed < 3 {
+        match raw.expect_method().await {
+            Method::BasicAck(ack) => {
+                assert!(ack.multiple || ack.delivery_tag == confirmed + 1);
+                confirmed = ack.delivery_tag;
+            }
+            other => panic!("expected confirms, got {other:?}"),
+        }
+    }
 }
