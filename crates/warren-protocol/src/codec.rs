@@ -95,7 +95,11 @@ impl<'a> Reader<'a> {
     /// replaced rather than rejected, as RabbitMQ accepts arbitrary bytes.
     pub fn short_str(&mut self) -> Result<String, DecodeError> {
         let bytes = self.short_bytes()?;
-        Ok(String::from_utf8_lossy(bytes).into_owned())
+        // Valid UTF-8 (nearly always ASCII) takes the fast check.
+        Ok(match std::str::from_utf8(bytes) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        })
     }
 
     /// A `shortstr`'s bytes, borrowed from the input.

@@ -104,24 +104,30 @@ pub fn parse_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, 
     if end != FRAME_END {
         return Err(FrameError::BadFrameEnd(end));
     }
+    if kind == frame_type::METHOD {
+        // Decoded straight from the buffer: a method keeps no slice of it.
+        let payload = &buf[FRAME_HEADER_SIZE..FRAME_HEADER_SIZE + size];
+        let decoded = Method::decode(payload).map_err(|error| {
+            let mut r = Reader::new(payload);
+            FrameError::Method {
+                channel,
+                class_id: r.u16().unwrap_or(0),
+                method_id: r.u16().unwrap_or(0),
+                error,
+            }
+        });
+        buf.advance(FRAME_HEADER_SIZE + size + 1);
+        return decoded.map(|m| {
+            Some(Frame {
+                channel,
+                payload: FramePayload::Method(m),
+            })
+        });
+    }
     buf.advance(FRAME_HEADER_SIZE);
     let payload = buf.split_to(size).freeze();
     buf.advance(1);
     let payload = match kind {
-        frame_type::METHOD => match Method::decode(&payload) {
-            Ok(m) => FramePayload::Method(m),
-            Err(error) => {
-                let mut r = Reader::new(&payload);
-                let class_id = r.u16().unwrap_or(0);
-                let method_id = r.u16().unwrap_or(0);
-                return Err(FrameError::Method {
-                    channel,
-                    class_id,
-                    method_id,
-                    error,
-                });
-            }
-        },
         frame_type::HEADER => {
             if payload.len() < 14 {
                 return Err(FrameError::ShortHeader { channel });

@@ -9,7 +9,6 @@
 //! Reading pauses while the buffer is over its high-water mark, which pushes
 //! back on a client that does not read what it is sent.
 
-use ahash::AHashMap as HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,6 +110,39 @@ impl Out {
     }
 }
 
+/// A connection's open channels, indexed by channel number (looked up for
+/// every frame, so a plain index rather than a hash).
+#[derive(Default)]
+struct Channels {
+    slots: Vec<Option<Box<Channel>>>,
+}
+
+impl Channels {
+    fn get(&self, id: u16) -> Option<&Channel> {
+        self.slots.get(id as usize)?.as_deref()
+    }
+
+    fn get_mut(&mut self, id: u16) -> Option<&mut Channel> {
+        self.slots.get_mut(id as usize)?.as_deref_mut()
+    }
+
+    fn insert(&mut self, channel: Channel) {
+        let at = channel.id as usize;
+        if self.slots.len() <= at {
+            self.slots.resize_with(at + 1, || None);
+        }
+        self.slots[at] = Some(Box::new(channel));
+    }
+
+    fn remove(&mut self, id: u16) -> Option<Channel> {
+        self.slots.get_mut(id as usize)?.take().map(|ch| *ch)
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = Channel> + '_ {
+        self.slots.drain(..).flatten().map(|ch| *ch)
+    }
+}
+
 /// Connection-wide state the channels use: the broker, the vhost, the
 /// connection's identity and what it owns.
 pub struct ConnCtx {
@@ -174,7 +206,7 @@ struct Connection {
     rx: UnboundedReceiver<ConnEvent>,
     tx: UnboundedSender<ConnEvent>,
     ctx: Option<ConnCtx>,
-    channels: HashMap<u16, Channel>,
+    channels: Channels,
     channel_max: u16,
     heartbeat: u16,
     cancel_notify: bool,
@@ -224,7 +256,7 @@ pub async fn serve(
         rx,
         tx,
         ctx: None,
-        channels: HashMap::new(),
+        channels: Channels::default(),
         channel_max: broker.config.channel_max,
         heartbeat: 0,
         cancel_notify: false,
@@ -464,7 +496,7 @@ impl Connection {
         }
         let channels = &mut self.channels;
         ctx.staging.flush(|(channel, seq), outcome| {
-            if let Some(ch) = channels.get_mut(&channel) {
+            if let Some(ch) = channels.get_mut(channel) {
                 ch.settle_confirm(seq, outcome);
             }
         });
@@ -478,7 +510,7 @@ impl Connection {
         };
         let synced = *self.synced.borrow_and_update();
         let mut still = std::mem::take(&mut ctx.confirm_dirty);
-        still.retain(|id| match self.channels.get_mut(id) {
+        still.retain(|id| match self.channels.get_mut(*id) {
             Some(ch) => ch.flush_confirms(&mut self.out, synced),
             None => false,
         });
@@ -768,7 +800,7 @@ impl Connection {
         // Errors about a publish's content name the publish, as RabbitMQ's do.
         let publishing = self
             .channels
-            .get(&id)
+            .get(id)
             .is_some_and(|c| c.has_pending_content());
         if matches!(payload, FramePayload::Method(Method::BasicPublish(_))) {
             self.published = true;
@@ -778,12 +810,12 @@ impl Connection {
             FramePayload::Method(m) => (m.class_id(), m.method_id()),
             _ => (0, 0),
         };
-        let channel = match self.channels.get_mut(&id) {
+        let channel = match self.channels.get_mut(id) {
             Some(ch) => ch,
             None => {
                 return match payload {
                     FramePayload::Method(Method::ChannelOpen(_)) => {
-                        self.channels.insert(id, Channel::new(id));
+                        self.channels.insert(Channel::new(id));
                         self.out
                             .method(id, warren_protocol::ChannelOpenOk::default());
                         Ok(())
@@ -800,7 +832,7 @@ impl Connection {
         };
         let result = channel.on_frame(payload, ctx, &mut self.out);
         if channel.finished {
-            if let Some(ch) = self.channels.remove(&id) {
+            if let Some(ch) = self.channels.remove(id) {
                 ch.close(ctx);
             }
         }
@@ -812,7 +844,7 @@ impl Connection {
                 method_id,
             }),
             Err(error) => {
-                if let Some(ch) = self.channels.get_mut(&id) {
+                if let Some(ch) = self.channels.get_mut(id) {
                     ch.fail(error, class_id, method_id, ctx, &mut self.out);
                 }
                 Ok(())
@@ -824,7 +856,7 @@ impl Connection {
         match ev {
             ConnEvent::Deliver { consumer, msgs } => {
                 consumer.release_in_flight(msgs.len());
-                match self.channels.get_mut(&consumer.channel) {
+                match self.channels.get_mut(consumer.channel) {
                     Some(ch) if self.phase == Phase::Running => {
                         ch.deliver(consumer, msgs, &mut self.out)
                     }
@@ -834,7 +866,7 @@ impl Connection {
                 }
             }
             ConnEvent::Cancelled { consumer } => {
-                if let Some(ch) = self.channels.get_mut(&consumer.channel) {
+                if let Some(ch) = self.channels.get_mut(consumer.channel) {
                     ch.on_queue_deleted(&consumer, self.cancel_notify, &mut self.out);
                 }
             }
@@ -848,7 +880,7 @@ impl Connection {
         let Some(ctx) = self.ctx.as_mut() else {
             return;
         };
-        for (_, ch) in self.channels.drain() {
+        for ch in self.channels.drain() {
             ch.close(ctx);
         }
     }
@@ -859,7 +891,7 @@ impl Connection {
         let Some(ctx) = self.ctx.as_mut() else {
             return;
         };
-        for (_, ch) in self.channels.drain() {
+        for ch in self.channels.drain() {
             ch.close(ctx);
         }
         for q in std::mem::take(&mut ctx.exclusive_queues) {
