@@ -108,17 +108,20 @@ impl Client {
                 plan.latency,
                 conn.frame_max,
             );
-            producers.push(Producer::new(
-                channel,
-                template,
-                target,
-                p.queue.is_none(),
-                p.messages,
-                plan.confirm,
-                plan.rate,
-                Arc::clone(&stats.producers[i]),
-                stats.origin,
-            ));
+            producers.push(
+                Producer::new(
+                    channel,
+                    template,
+                    target,
+                    p.queue.is_none(),
+                    p.messages,
+                    plan.confirm,
+                    plan.rate,
+                    Arc::clone(&stats.producers[i]),
+                    stats.origin,
+                )
+                .with_phase(plan.phase(i)),
+            );
         }
         let addr = conn.addr.clone();
         Ok(Client {

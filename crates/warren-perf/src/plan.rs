@@ -161,6 +161,20 @@ impl Plan {
         })
     }
 
+    /// When rate-limited producer `i` first publishes, after the start:
+    /// the producers' first messages are spread evenly over one period
+    /// (1 / rate), so that N producers at R msgs/s publish N × R messages
+    /// a second at an even pace rather than N at once every 1 / R seconds.
+    pub fn phase(&self, i: usize) -> Duration {
+        match self.rate {
+            Some(rate) if self.producers.len() > 1 => {
+                let fraction = i as f64 / self.producers.len() as f64;
+                Duration::try_from_secs_f64(fraction / rate).unwrap_or(Duration::ZERO)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
     /// Deliveries the consumers should see once producer `i` has published
     /// `published[i]` messages: one per message and queue it reaches that
     /// has a consumer.
@@ -239,6 +253,15 @@ mod tests {
         assert_eq!(p.consumers.len(), 10);
         assert_eq!(p.producers[0].queue, None);
         assert_eq!(p.expected_deliveries(&[100]), 1000);
+    }
+
+    #[test]
+    fn rate_limited_producers_start_spread_over_one_period() {
+        let p = plan(&["--producers", "4", "--rate", "10"]).expect("plan");
+        let phases: Vec<_> = (0..4).map(|i| p.phase(i).as_millis()).collect();
+        assert_eq!(phases, vec![0, 25, 50, 75]);
+        let p = plan(&["--producers", "4"]).expect("plan");
+        assert_eq!(p.phase(3), Duration::ZERO);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use warren_protocol::{encode_method_frame, ExchangeDeclare, Method, QueueDeclare};
@@ -32,6 +32,9 @@ pub struct Producer {
     remaining: Option<u64>,
     confirms: Option<(ConfirmTracker, u64)>,
     rate_per_sec: Option<f64>,
+    /// How long after the start of publishing a rate-limited producer
+    /// sends its first message.
+    phase: Duration,
     rate: Option<RateLimiter>,
     /// False while the broker has paused the channel (channel.flow).
     flow: bool,
@@ -78,6 +81,7 @@ impl Producer {
             remaining: messages,
             confirms: (confirm_window > 0).then(|| (ConfirmTracker::new(), confirm_window as u64)),
             rate_per_sec: rate,
+            phase: Duration::ZERO,
             rate: rate.map(|r| RateLimiter::new(r, Instant::now())),
             flow: true,
             sync: Sync::NotSent,
@@ -88,9 +92,17 @@ impl Producer {
         }
     }
 
+    /// Delays a rate-limited producer's first message by `phase` after the
+    /// start of publishing.
+    pub fn with_phase(mut self, phase: Duration) -> Self {
+        self.phase = phase;
+        self
+    }
+
     /// Restarts the rate limiter's clock (when publishing begins).
     pub fn start(&mut self, now: Instant) {
-        self.rate = self.rate_per_sec.map(|r| RateLimiter::new(r, now));
+        let first = now.checked_add(self.phase).unwrap_or(now);
+        self.rate = self.rate_per_sec.map(|r| RateLimiter::new(r, first));
     }
 
     /// How many messages may go out now, at most `limit`.

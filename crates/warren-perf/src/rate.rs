@@ -2,7 +2,10 @@
 //!
 //! Tokens accrue at `rate` per second up to a burst of 10 ms worth (at least
 //! one), so a producer that was held back (by its confirm window, say) does
-//! not then flood the broker to catch up.
+//! not then flood the broker to catch up. The first token is there at the
+//! start time, which may lie in the future: many slow producers started
+//! together are given starts spread over one period, so that they publish
+//! evenly instead of all in the same instant.
 
 use std::time::{Duration, Instant};
 
@@ -16,17 +19,21 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    pub fn new(rate: f64, now: Instant) -> Self {
+    /// A limiter whose first message may go at `start`.
+    pub fn new(rate: f64, start: Instant) -> Self {
         RateLimiter {
             rate,
             burst: (rate / 100.0).max(1.0),
             tokens: 1.0,
-            last: now,
+            last: start,
         }
     }
 
-    /// Whole messages that may be sent at `now`.
+    /// Whole messages that may be sent at `now` (none before the start).
     pub fn available(&mut self, now: Instant) -> u64 {
+        if now < self.last {
+            return 0;
+        }
         let dt = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + dt * self.rate).min(self.burst);
         self.last = now;
@@ -63,5 +70,17 @@ mod tests {
         assert_eq!(r.available(t0 + Duration::from_millis(5)), 5);
         r.spend(5);
         assert_eq!(r.available(t0 + Duration::from_secs(60)), 10);
+    }
+
+    #[test]
+    fn waits_for_a_start_in_the_future() {
+        let t0 = Instant::now();
+        let start = t0 + Duration::from_millis(30);
+        let mut r = RateLimiter::new(10.0, start);
+        assert_eq!(r.available(t0), 0);
+        assert_eq!(r.next_at(), start);
+        assert_eq!(r.available(start), 1);
+        r.spend(1);
+        assert_eq!(r.next_at(), start + Duration::from_millis(100));
     }
 }
