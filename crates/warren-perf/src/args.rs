@@ -119,6 +119,12 @@ pub struct PerfArgs {
     #[arg(long)]
     pub keep_queues: bool,
 
+    /// Connections being set up at once (TCP connect, handshake and
+    /// channels); the others wait their turn, so that a broker that accepts
+    /// slowly is not flooded with handshakes it would time out.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub connect_concurrency: usize,
+
     /// Worker threads of the tool's own runtime.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,

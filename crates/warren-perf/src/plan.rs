@@ -111,6 +111,9 @@ impl Plan {
         if args.threads == 0 {
             return usage("--threads must be at least 1");
         }
+        if args.connect_concurrency == 0 {
+            return usage("--connect-concurrency must be at least 1");
+        }
         let bounded = args.count.or(args.backlog);
         let producers = (0..args.producers)
             .map(|i| ProducerPlan {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::client::Gates;
@@ -111,12 +111,18 @@ impl Runner {
         Ok(self.summarize(&stats, &timeline))
     }
 
-    /// Opens every connection of the plan at once.
+    /// Opens every connection of the plan, at most `--connect-concurrency`
+    /// at a time.
     async fn connect_all(&self, stats: &Arc<RunStats>) -> Result<Vec<Client>, PerfError> {
         let mut connecting = JoinSet::new();
+        let slots = Arc::new(Semaphore::new(self.args.connect_concurrency));
         for index in 0..self.plan.connections.len() {
             let (uri, plan, stats) = (self.uri.clone(), Arc::clone(&self.plan), Arc::clone(stats));
-            connecting.spawn(async move { Client::connect(&uri, &plan, index, &stats).await });
+            let slots = Arc::clone(&slots);
+            connecting.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                Client::connect(&uri, &plan, index, &stats).await
+            });
         }
         let mut clients = Vec::with_capacity(self.plan.connections.len());
         while let Some(joined) = connecting.join_next().await {
