@@ -125,6 +125,26 @@ pub struct PerfArgs {
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub connect_concurrency: usize,
 
+    /// Idle mode: open N connections (each with the handshake done, the
+    /// heartbeat interval the broker proposes, and one channel open), hold
+    /// them for --hold seconds sending nothing but heartbeats, close them,
+    /// and report how many connected and stayed open. Declares, publishes
+    /// and consumes nothing.
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with_all = [
+            "producers", "consumers", "queues", "fanout", "connections", "rate",
+            "backlog", "count", "duration", "confirm", "ack_every",
+        ]
+    )]
+    pub idle_connections: Option<usize>,
+
+    /// How long idle mode holds its connections once all are open
+    /// [default: 10].
+    #[arg(long, value_name = "SECONDS", requires = "idle_connections")]
+    pub hold: Option<f64>,
+
     /// Worker threads of the tool's own runtime.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,

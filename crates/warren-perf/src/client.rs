@@ -270,7 +270,7 @@ impl Client {
     }
 }
 
-async fn open_channel(conn: &mut Connection, channel: u16) -> Result<(), PerfError> {
+pub(crate) async fn open_channel(conn: &mut Connection, channel: u16) -> Result<(), PerfError> {
     match conn.call(channel, ChannelOpen::default().into()).await? {
         Method::ChannelOpenOk(_) => Ok(()),
         other => Err(PerfError::Protocol {

@@ -3,9 +3,10 @@
 //!
 //! The handshake offers PLAIN, accepts the broker's `frame_max` and
 //! `channel_max`, and turns heartbeats off (so the broker never closes the
-//! tool's idle connections, and the hot loops need no heartbeat timers).
-//! Once setup is done, a [`crate::Client`] takes the socket and the read
-//! buffer over.
+//! tool's idle connections, and the hot loops need no heartbeat timers),
+//! unless asked to accept the broker's heartbeat interval as ordinary
+//! clients do (idle mode). Once setup is done, a [`crate::Client`] takes the
+//! socket and the read buffer over.
 
 use std::time::Duration;
 
@@ -13,9 +14,9 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use warren_protocol::{
-    encode_method_frame, frame_type, ChannelCloseOk, ConnectionClose, ConnectionCloseOk,
-    ConnectionOpen, ConnectionStartOk, ConnectionTuneOk, FieldTable, FieldValue, Method,
-    PROTOCOL_HEADER,
+    encode_heartbeat, encode_method_frame, frame_type, ChannelCloseOk, ConnectionClose,
+    ConnectionCloseOk, ConnectionOpen, ConnectionStartOk, ConnectionTuneOk, FieldTable, FieldValue,
+    Method, PROTOCOL_HEADER,
 };
 
 use crate::{AmqpUri, FrameReader, PerfError};
@@ -26,6 +27,16 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long connecting and the handshake may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// What to answer to the heartbeat interval the broker proposes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeats {
+    /// Turn heartbeats off (0).
+    Off,
+    /// Take the broker's proposal, as client libraries do by default; the
+    /// caller must then send heartbeats (see [`Connection::send_heartbeat`]).
+    AsProposed,
+}
+
 /// An open connection, used one method at a time.
 pub struct Connection {
     pub(crate) stream: TcpStream,
@@ -33,13 +44,26 @@ pub struct Connection {
     pub(crate) addr: String,
     pub(crate) frame_max: u32,
     pub(crate) channel_max: u16,
+    /// The negotiated heartbeat interval in seconds (0 = none).
+    pub(crate) heartbeat: u16,
     out: BytesMut,
 }
 
 impl Connection {
-    /// Connects and completes the handshake up to `connection.open-ok`.
-    /// `name` is shown by the broker as the connection's name.
+    /// Connects and completes the handshake up to `connection.open-ok`,
+    /// with heartbeats off. `name` is shown by the broker as the
+    /// connection's name.
     pub async fn open(uri: &AmqpUri, name: &str) -> Result<Connection, PerfError> {
+        Connection::open_with(uri, name, Heartbeats::Off).await
+    }
+
+    /// Like [`Connection::open`], answering the broker's heartbeat proposal
+    /// as `heartbeats` says.
+    pub async fn open_with(
+        uri: &AmqpUri,
+        name: &str,
+        heartbeats: Heartbeats,
+    ) -> Result<Connection, PerfError> {
         let addr = uri.addr();
         let stream =
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((&*uri.host, uri.port)))
@@ -61,9 +85,10 @@ impl Connection {
             addr,
             frame_max: 0,
             channel_max: 0,
+            heartbeat: 0,
             out: BytesMut::with_capacity(4096),
         };
-        match tokio::time::timeout(CONNECT_TIMEOUT, conn.handshake(uri, name)).await {
+        match tokio::time::timeout(CONNECT_TIMEOUT, conn.handshake(uri, name, heartbeats)).await {
             Ok(result) => result.map(|()| conn),
             Err(_) => Err(PerfError::Timeout {
                 addr: conn.addr,
@@ -72,7 +97,12 @@ impl Connection {
         }
     }
 
-    async fn handshake(&mut self, uri: &AmqpUri, name: &str) -> Result<(), PerfError> {
+    async fn handshake(
+        &mut self,
+        uri: &AmqpUri,
+        name: &str,
+        heartbeats: Heartbeats,
+    ) -> Result<(), PerfError> {
         self.write_raw(PROTOCOL_HEADER).await?;
         let start = match self.recv(0, "before connection.start").await? {
             Method::ConnectionStart(start) => start,
@@ -121,12 +151,16 @@ impl Connection {
         };
         self.frame_max = tune.frame_max;
         self.reader.set_frame_max(tune.frame_max);
+        self.heartbeat = match heartbeats {
+            Heartbeats::Off => 0,
+            Heartbeats::AsProposed => tune.heartbeat,
+        };
         self.send(
             0,
             ConnectionTuneOk {
                 channel_max: self.channel_max,
                 frame_max: tune.frame_max,
-                heartbeat: 0,
+                heartbeat: self.heartbeat,
             }
             .into(),
         )
@@ -166,6 +200,27 @@ impl Connection {
                 addr: self.addr.clone(),
                 what: name.to_string(),
             }),
+        }
+    }
+
+    /// Sends one heartbeat frame.
+    pub async fn send_heartbeat(&mut self) -> Result<(), PerfError> {
+        self.out.clear();
+        encode_heartbeat(&mut self.out);
+        let out = std::mem::take(&mut self.out);
+        let result = self.write_raw(&out).await;
+        self.out = out;
+        result
+    }
+
+    /// Reads until the connection ends, skipping heartbeats and whatever
+    /// else arrives; returns why it ended (a `connection.close` is
+    /// answered). Cancel-safe: nothing read is lost when dropped.
+    pub async fn wait_closed(&mut self) -> PerfError {
+        loop {
+            if let Err(err) = self.recv(0, "while idle").await {
+                return err;
+            }
         }
     }
 

@@ -25,6 +25,8 @@
 //! - `cpu`: CPU time of the tool and the broker (`CpuSampler`);
 //! - `progress`: the line printed every second (`Progress`);
 //! - `runner`: the whole run (`Runner`);
+//! - `idle`: idle mode, many connections doing nothing (`IdleRunner`);
+//! - `fds`: the limit on open files;
 //! - `summary`: the result ([`Summary`]).
 
 mod args;
@@ -35,8 +37,10 @@ mod connection;
 mod consumer;
 mod cpu;
 mod error;
+mod fds;
 mod frames;
 mod histogram;
+mod idle;
 mod plan;
 mod producer;
 mod progress;
@@ -55,7 +59,7 @@ use std::process::ExitCode;
 pub use args::PerfArgs;
 pub use error::PerfError;
 pub use histogram::Histogram;
-pub use summary::{BacklogPhases, LatencySummary, Summary};
+pub use summary::{BacklogPhases, IdleSummary, LatencySummary, Summary};
 pub use uri::AmqpUri;
 
 pub(crate) use channels::Channels;
@@ -65,6 +69,7 @@ pub(crate) use connection::Connection;
 pub(crate) use consumer::Consumer;
 pub(crate) use cpu::{CpuSample, CpuSampler};
 pub(crate) use frames::FrameReader;
+pub(crate) use idle::IdleRunner;
 pub(crate) use plan::Plan;
 pub(crate) use producer::Producer;
 pub(crate) use progress::Progress;
@@ -86,14 +91,20 @@ pub async fn run_until(
     args: &PerfArgs,
     interrupt: impl Future<Output = ()>,
 ) -> Result<Summary, PerfError> {
-    Runner::new(args)?.run(interrupt).await
+    if args.idle_connections.is_some() {
+        IdleRunner::new(args)?.run(interrupt).await
+    } else {
+        Runner::new(args)?.run(interrupt).await
+    }
 }
 
 /// `warren perf`: runs the scenario on its own runtime, stops early on
 /// Ctrl-C, prints the summary (text, or JSON on stdout with `--json`).
-/// Exits with 1 on errors and on bounded runs that did not consume
-/// everything, and with 130 when interrupted.
+/// Exits with 1 on errors, on bounded runs that did not consume everything
+/// and on idle runs that did not hold every connection, and with 130 when
+/// interrupted.
 pub fn main(args: PerfArgs) -> ExitCode {
+    fds::raise_open_files_limit();
     let runtime = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -121,8 +132,20 @@ pub fn main(args: PerfArgs) -> ExitCode {
             } else {
                 print!("{}", summary.text());
             }
+            let idle_short = summary.idle.as_ref().filter(|i| i.held() < i.requested);
             if summary.interrupted {
                 ExitCode::from(130)
+            } else if let Some(idle) = idle_short {
+                eprintln!(
+                    "error: {} of {} connections held ({} failed to connect, {} dropped); first \
+                     error: {}",
+                    idle.held(),
+                    idle.requested,
+                    idle.failed,
+                    idle.dropped,
+                    idle.first_error.as_deref().unwrap_or("none")
+                );
+                ExitCode::FAILURE
             } else if summary.complete == Some(false) {
                 eprintln!(
                     "error: expected {} deliveries but got {}",

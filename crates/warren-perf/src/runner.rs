@@ -328,6 +328,7 @@ impl Runner {
                 drain_s: consume_s,
             }),
             latency,
+            idle: None,
             tool_cpu_s: t.cpu_end.tool - t.cpu_start.tool,
             broker_cpu_s: match (t.cpu_start.broker, t.cpu_end.broker) {
                 (Some(a), Some(b)) => Some(b - a),

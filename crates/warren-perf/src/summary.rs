@@ -44,6 +44,27 @@ impl LatencySummary {
     }
 }
 
+/// What an idle-connections run (`--idle-connections`) saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdleSummary {
+    /// Connections asked for.
+    pub requested: usize,
+    /// Connections that completed the handshake and opened their channel.
+    pub connected: usize,
+    /// Connections that could not be opened.
+    pub failed: usize,
+    /// Connections that ended during the hold (closed by the broker).
+    pub dropped: usize,
+    /// The heartbeat interval the broker proposed (and the tool accepted).
+    pub heartbeat_s: Option<u16>,
+    /// From the first connect until every connection was open (or failed).
+    pub connect_s: f64,
+    /// How long the connections were held once all were open.
+    pub hold_s: f64,
+    /// The first failure, if any.
+    pub first_error: Option<String>,
+}
+
 /// Everything a run measured.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -72,6 +93,7 @@ pub struct Summary {
     pub consume_s: f64,
     pub backlog: Option<BacklogPhases>,
     pub latency: Option<LatencySummary>,
+    pub idle: Option<IdleSummary>,
     /// CPU seconds this process used during the run.
     pub tool_cpu_s: f64,
     /// CPU seconds of `--broker-pid` during the run.
@@ -153,6 +175,17 @@ impl Summary {
                 "max": round(l.max_us, 1),
                 "mean": round(l.mean_us, 1),
             })),
+            "idle": self.idle.as_ref().map(|i| json!({
+                "requested": i.requested,
+                "connected": i.connected,
+                "failed": i.failed,
+                "dropped": i.dropped,
+                "held": i.held(),
+                "heartbeat_s": i.heartbeat_s,
+                "connect_s": round(i.connect_s, 3),
+                "hold_s": round(i.hold_s, 3),
+                "first_error": i.first_error,
+            })),
             "tool_cpu_s": round(self.tool_cpu_s, 3),
             "tool_cpu_s_per_million": round(self.per_million(self.tool_cpu_s), 3),
             "broker_cpu_s": self.broker_cpu_s.map(|c| round(c, 3)),
@@ -164,7 +197,23 @@ impl Summary {
     pub fn text(&self) -> String {
         let rate = |r: f64| grouped(r.round() as u64);
         let mut out = format!("warren perf against {}\n", self.uri);
-        if let Some(b) = &self.backlog {
+        if let Some(i) = &self.idle {
+            out.push_str(&format!(
+                "connected: {} of {} in {:.3}s ({} failed); heartbeat {}\n\
+                 held:      {} for {:.3}s ({} dropped)\n",
+                grouped(i.connected as u64),
+                grouped(i.requested as u64),
+                i.connect_s,
+                grouped(i.failed as u64),
+                i.heartbeat_s.map_or("-".to_string(), |h| format!("{h}s")),
+                grouped(i.held() as u64),
+                i.hold_s,
+                grouped(i.dropped as u64),
+            ));
+            if let Some(err) = &i.first_error {
+                out.push_str(&format!("first error: {err}\n"));
+            }
+        } else if let Some(b) = &self.backlog {
             out.push_str(&format!(
                 "backlog:   published {} in {:.3}s ({} msgs/s); {} queued\n\
                  drain:     delivered {} in {:.3}s ({} msgs/s)\n",

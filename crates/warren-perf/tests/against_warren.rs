@@ -167,6 +167,35 @@ async fn a_time_bounded_run_stops_by_itself() {
     assert!((0.4..2.0).contains(&s.elapsed_s), "{}", s.elapsed_s);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_opened_held_with_heartbeats_and_closed() {
+    let server = Server::start(ServerConfig {
+        heartbeat: 1,
+        ..ServerConfig::default()
+    })
+    .await;
+    let s = perf(
+        &server,
+        &[
+            "--idle-connections",
+            "50",
+            "--hold",
+            "2.5",
+            "--connect-concurrency",
+            "8",
+        ],
+    )
+    .await;
+    let idle = s.idle.clone().expect("idle summary");
+    assert_eq!((idle.connected, idle.failed, idle.dropped), (50, 0, 0));
+    assert_eq!(idle.held(), 50);
+    // The broker proposed 1 s and closes a connection after 2 s without a
+    // frame from the client: the hold outlasts that only with heartbeats.
+    assert_eq!(idle.heartbeat_s, Some(1));
+    assert!(idle.hold_s >= 2.5, "{}", idle.hold_s);
+    assert_eq!(s.to_json()["idle"]["held"], 50);
+}
+
 #[tokio::test]
 async fn connection_errors_are_reported() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
