@@ -11,6 +11,38 @@ Warren/RabbitMQ ratios (Markdown, ready for docs/BENCHMARKS.md).
     python3 bench/compare.py --rounds 3 --duration 10
 
 Run as root (RabbitMQ runs as its own user). Everything it starts, it stops.
+RabbitMQ is started through su, whose PAM session would leave it 1,024 open
+files (about 830 sockets); the script raises that to its own hard limit (at
+most 65,536, like the Debian package's systemd unit) and prints each broker's
+limit at the start.
+
+Two scenarios are about connections rather than messages:
+
+conns-1000: 1,000 producer and 1,000 consumer connections (2,000 in all),
+each producer publishing 16-byte messages at 10 msgs/s to its own queue and
+each queue consumed by its own consumer: 10,000 msgs/s in all, with the
+producers' first messages spread over the first 100 ms so that they publish
+evenly rather than 1,000 at once. Judged by end-to-end p99 latency; RSS is
+the broker's peak (which includes setting up the 2,000 connections). Each
+run starts on a freshly started broker, so that memory kept from earlier
+runs (allocators seldom give it back) does not count. perf runs on two
+threads here; its CPU use is in the last column.
+
+idle-10k: 10,000 connections, each with the handshake completed (heartbeat
+interval as the broker proposes: 60 s for both), one channel open, and then
+nothing but heartbeats for --duration seconds (`warren perf
+--idle-connections 10000 --hold SECONDS`, at most 64 handshakes in flight).
+Each run starts on a freshly started broker: its RSS is sampled for 2 s
+before perf starts ("before") and during the hold, from 1 s after the last
+connection opened until 0.5 s before the hold ends ("held", the median of
+those samples). Memory per connection = (held - before) / connections held,
+in KiB. The RSS column shows "held"; the CPU column is the broker's over the
+whole run, mostly the handshakes.
+
+When a run fails, the last lines of perf's stderr and the broker's last
+logged warnings and errors are printed. Each run's line on stderr also shows
+the CPU used by other processes meanwhile: the figures assume a machine
+that runs nothing else.
 """
 
 import argparse
@@ -25,38 +57,68 @@ import sys
 import tempfile
 import time
 
+
+class Scenario:
+    """A row of the table. `kind` says what it is judged by: "rate"
+    (msgs/s delivered), "latency" (p99), "backlog" (min of publish and
+    drain rates) or "idle" (broker memory per idle connection; lower is
+    better, as for latency). `fresh` restarts each broker before each of its
+    runs."""
+
+    def __init__(self, title, args, kind="rate", fresh=False):
+        self.title, self.args, self.kind, self.fresh = title, args, kind, fresh
+
+
 SCENARIOS = {
-    "transient": (
+    "transient": Scenario(
         "transient 16 B, 1 → 1, no confirms, auto-ack",
         ["--size", "16"],
     ),
-    "persistent": (
+    "persistent": Scenario(
         "persistent 1 KiB, durable, confirm 1000, ack every 100, prefetch 1000",
         ["--size", "1024", "--persistent", "--durable", "--confirm", "1000",
          "--ack-every", "100", "--prefetch", "1000"],
     ),
-    "fanout": (
+    "fanout": Scenario(
         "fanout 1 → 10 queues, transient 16 B (deliveries/s)",
         ["--size", "16", "--fanout", "10"],
     ),
-    "latency-1k": (
+    "latency-1k": Scenario(
         "latency at 1k msgs/s",
         ["--size", "16", "--latency", "--rate", "1000", "--ack-every", "1"],
+        kind="latency",
     ),
-    "latency-10k": (
+    "latency-10k": Scenario(
         "latency at 10k msgs/s",
         ["--size", "16", "--latency", "--rate", "10000", "--ack-every", "1"],
+        kind="latency",
     ),
-    "backlog-1m": (
+    "backlog-1m": Scenario(
         "backlog 1M × 16 B, then drain",
         ["--size", "16", "--backlog", "1000000"],
+        kind="backlog",
     ),
-    "conns-1000": (
+    # See the docstring for these two.
+    "conns-1000": Scenario(
         "1,000 connections, each its own queue at 10 msgs/s",
         ["--size", "16", "--producers", "1000", "--consumers", "1000", "--queues", "1000",
-         "--rate", "10", "--latency"],
+         "--rate", "10", "--latency", "--threads", "2"],
+        kind="latency",
+        fresh=True,
+    ),
+    "idle-10k": Scenario(
+        "10,000 idle connections (handshake, 1 channel, heartbeats)",
+        ["--idle-connections", "10000", "--threads", "2"],
+        kind="idle",
+        fresh=True,
     ),
 }
+
+# Idle runs: how long to sample the broker's RSS before perf starts, and the
+# margins of the hold within which it counts as "held".
+BASELINE_S = 2.0
+HOLD_SETTLE_S = 1.0
+HOLD_END_MARGIN_S = 0.5
 
 
 def free_port():
@@ -101,6 +163,20 @@ def rss_kib(pid):
     return 0
 
 
+def busy_cpu_seconds():
+    """CPU time spent by all processes on the machine so far (all cores;
+    interrupts, where loopback traffic is partly accounted, left out)."""
+    with open("/proc/stat") as f:
+        user, nice, system = [int(x) for x in f.readline().split()[1:4]]
+    return (user + nice + system) / os.sysconf("SC_CLK_TCK")
+
+
+def tail_matching(lines, markers, count):
+    """The last `count` of `lines` that contain one of `markers`."""
+    found = [line.rstrip("\n") for line in lines if any(m in line for m in markers)]
+    return found[-count:]
+
+
 def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -116,16 +192,24 @@ class Warren:
     def start(self):
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="warren-bench-")
+        self.log = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--amqp-port", str(self.port), "--data-dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=self.log, stderr=subprocess.STDOUT)
         wait_port(self.port, 30)
         self.pid = self.proc.pid
 
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=30)
+        self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_tail(self, lines=10):
+        """The last warnings and errors Warren logged."""
+        self.log.flush()
+        self.log.seek(0)
+        return tail_matching(self.log, ("WARN", "ERROR"), lines)
 
 
 class RabbitMQ:
@@ -200,6 +284,15 @@ class RabbitMQ:
                 continue
         return None
 
+    def log_tail(self, lines=10):
+        """The last warnings and errors in the node's log."""
+        path = os.path.join(self.dir, "log", f"{self.node}.log")
+        try:
+            with open(path, errors="replace") as f:
+                return tail_matching(f, ("[warning]", "[error]"), lines)
+        except OSError as err:
+            return [f"(cannot read {path}: {err})"]
+
     def stop(self):
         subprocess.run(["su", "rabbitmq", "-s", "/bin/sh", "-c",
                         f"HOME=/var/lib/rabbitmq rabbitmqctl -n {self.node} stop"],
@@ -211,47 +304,124 @@ class RabbitMQ:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def run_scenario(perf, broker, args, duration):
+def settled_rss_kib(pid, seconds=BASELINE_S):
+    """The median of the RSS sampled for `seconds`."""
+    samples = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        samples.append(rss_kib(pid))
+        time.sleep(0.1)
+    return statistics.median(samples)
+
+
+def run_scenario(perf, broker, scenario, duration):
     uri = f"amqp://guest:guest@127.0.0.1:{broker.port}/%2f"
-    cmd = [perf, "perf", "--uri", uri, "--json", "--quiet", "--broker-pid", str(broker.pid)] + args
-    if "--backlog" not in args:
+    cmd = [perf, "perf", "--uri", uri, "--json", "--quiet", "--broker-pid", str(broker.pid)]
+    cmd += scenario.args
+    if scenario.kind == "idle":
+        cmd += ["--hold", str(duration)]
+    elif scenario.kind != "backlog":
         cmd += ["--duration", str(duration)]
+    before = settled_rss_kib(broker.pid) if scenario.kind == "idle" else None
     cpu0, peak = cpu_seconds(broker.pid), rss_kib(broker.pid)
+    busy0 = busy_cpu_seconds()
+    samples = []
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    while proc.poll() is None:
-        peak = max(peak, rss_kib(broker.pid))
-        time.sleep(0.2)
-    out = proc.stdout.read()
-    elapsed = time.monotonic() - started
-    if proc.returncode != 0 or not out.strip():
-        return {"error": f"perf exited {proc.returncode}"}
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        while proc.poll() is None:
+            rss = rss_kib(broker.pid)
+            samples.append((time.monotonic() - started, rss))
+            peak = max(peak, rss)
+            time.sleep(0.2)
+        out = proc.stdout.read()
+        elapsed = time.monotonic() - started
+        if proc.returncode != 0 or not out.strip():
+            err.seek(0)
+            stderr_tail = err.read().splitlines()[-10:]
+            return {"error": f"perf exited {proc.returncode}", "stderr": stderr_tail,
+                    "broker_log": broker.log_tail()}
     summary = json.loads(out)
     summary["broker_rss_mib"] = peak / 1024
-    summary["broker_cpu_pct"] = 100 * (cpu_seconds(broker.pid) - cpu0) / elapsed
+    broker_cpu = cpu_seconds(broker.pid) - cpu0
+    summary["broker_cpu_pct"] = 100 * broker_cpu / elapsed
+    summary["tool_cpu_pct"] = 100 * summary["tool_cpu_s"] / elapsed
+    # Whatever else ran on the machine meanwhile, which skews the figures.
+    others = busy_cpu_seconds() - busy0 - broker_cpu - summary["tool_cpu_s"]
+    summary["others_cpu_pct"] = max(0.0, 100 * others / elapsed)
+    if scenario.kind == "idle":
+        idle = summary["idle"]
+        start, end = idle["connect_s"] + HOLD_SETTLE_S, idle["connect_s"] + idle["hold_s"]
+        held = [rss for t, rss in samples if start <= t <= end - HOLD_END_MARGIN_S]
+        if not held or not idle["held"]:
+            return {"error": "no RSS sample while the connections were held "
+                             "(use a longer --duration)", "stderr": [], "broker_log": []}
+        summary["broker_rss_before_mib"] = before / 1024
+        summary["broker_rss_mib"] = statistics.median(held) / 1024
+        summary["kib_per_connection"] = (statistics.median(held) - before) / idle["held"]
     return summary
 
 
-def headline(key, s):
-    """The figure each scenario is judged by (higher is better unless noted)."""
+def headline(scenario, s):
+    """The figure each scenario is judged by (see MEASURES)."""
     if "error" in s:
         return None
-    if key.startswith("latency") or key == "conns-1000":
+    if scenario.kind == "latency":
         lat = s.get("latency_us") or {}
         return lat.get("p99")
-    if key == "backlog-1m":
+    if scenario.kind == "backlog":
         b = s["backlog"]
         return min(b["publish_rate"], b["drain_rate"])
+    if scenario.kind == "idle":
+        return s["kib_per_connection"]
     return s["consume_rate"]
+
+
+def describe_run(scenario, s):
+    """One line about one run, for stderr."""
+    if "error" in s:
+        return s["error"]
+    text = (f"{headline(scenario, s):,.1f} (perf CPU {s['tool_cpu_pct']:.0f}%, "
+            f"other processes {s['others_cpu_pct']:.0f}%)")
+    if s["others_cpu_pct"] > 10:
+        text += " [machine busy: figures skewed]"
+    if scenario.kind == "idle":
+        idle = s["idle"]
+        text += (f"; {idle['held']:,} of {idle['requested']:,} held, opened in "
+                 f"{idle['connect_s']:.1f} s; RSS {s['broker_rss_before_mib']:.0f} → "
+                 f"{s['broker_rss_mib']:.0f} MiB")
+    return text
+
+
+def report_failure(key, broker, s):
+    print(f"  {key} {broker.name} failed: {s['error']}", file=sys.stderr)
+    for title, lines in (("perf's stderr", s["stderr"]), (f"{broker.name}'s log", s["broker_log"])):
+        if lines:
+            print(f"  last lines of {title}:", file=sys.stderr)
+            for line in lines:
+                print(f"    {line}", file=sys.stderr)
+
+
+MEASURES = {
+    "rate": "msgs/s delivered",
+    "latency": "p99 latency µs (lower is better)",
+    "backlog": "min(publish, drain) msgs/s",
+    "idle": "broker KiB per connection (lower is better)",
+}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--warren", default="target/release/warren")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--duration", type=int, default=10,
+                    help="seconds each run lasts (the hold of idle runs)")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     args = ap.parse_args()
+    keys = args.scenarios.split(",")
+    unknown = [k for k in keys if k not in SCENARIOS]
+    if unknown:
+        ap.error(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
     perf = os.path.abspath(args.warren)
     # Warren and `warren perf` inherit this process's limit on open files;
     # a thousand or more connections need more than the usual soft 1024.
@@ -259,47 +429,61 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (nofile_limit(), hard))
     brokers = [Warren(perf), RabbitMQ()]
     results = {}
-    started = []
+    running = set()
+
+    def start(b):
+        b.start()
+        running.add(b)
+        print(f"{b.name}: pid {b.pid}, open files limit {open_files_limit(b.pid)}",
+              file=sys.stderr)
+
+    def stop(b):
+        running.discard(b)
+        b.stop()
+
     try:
         for b in brokers:
-            b.start()
-            started.append(b)
-            print(f"{b.name}: pid {b.pid}, open files limit {open_files_limit(b.pid)}",
-                  file=sys.stderr)
-        for key in args.scenarios.split(","):
-            _, scenario_args = SCENARIOS[key]
+            start(b)
+        for key in keys:
+            scenario = SCENARIOS[key]
             for rnd in range(args.rounds):
                 for b in brokers:
-                    s = run_scenario(perf, b, scenario_args, args.duration)
+                    if scenario.fresh:
+                        stop(b)
+                        start(b)
+                    s = run_scenario(perf, b, scenario, args.duration)
                     results.setdefault((key, b.name), []).append(s)
-                    print(f"{key} round {rnd + 1} {b.name}: {headline(key, s)}", file=sys.stderr)
+                    print(f"{key} round {rnd + 1} {b.name}: {describe_run(scenario, s)}",
+                          file=sys.stderr)
+                    if "error" in s:
+                        report_failure(key, b, s)
     finally:
-        for b in started:
-            b.stop()
+        for b in list(running):
+            stop(b)
 
-    print("| scenario | measure | Warren | RabbitMQ | Warren/RabbitMQ | RSS MiB W / R | broker CPU % W / R |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for key in args.scenarios.split(","):
-        title, _ = SCENARIOS[key]
-        med = {}
-        rss = {}
-        cpu = {}
+    print("| scenario | measure | Warren | RabbitMQ | Warren/RabbitMQ | RSS MiB W / R "
+          "| broker CPU % W / R | perf CPU % W / R |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for key in keys:
+        scenario = SCENARIOS[key]
+        med, rss, cpu, tool = {}, {}, {}, {}
         for name in ("Warren", "RabbitMQ"):
             runs = results.get((key, name), [])
-            vals = [v for v in (headline(key, s) for s in runs) if v is not None]
+            vals = [v for v in (headline(scenario, s) for s in runs) if v is not None]
             med[name] = statistics.median(vals) if vals else None
             ok = [s for s in runs if "error" not in s]
-            rss[name] = statistics.median([s["broker_rss_mib"] for s in ok]) if ok else None
-            cpu[name] = statistics.median([s["broker_cpu_pct"] for s in ok]) if ok else None
-        lower_better = key.startswith("latency") or key == "conns-1000"
-        measure = "p99 latency µs (lower is better)" if lower_better else (
-            "min(publish, drain) msgs/s" if key == "backlog-1m" else "msgs/s delivered")
+            median_of = lambda field: statistics.median([s[field] for s in ok]) if ok else None
+            rss[name] = median_of("broker_rss_mib")
+            cpu[name] = median_of("broker_cpu_pct")
+            tool[name] = median_of("tool_cpu_pct")
         w, r = med["Warren"], med["RabbitMQ"]
         ratio = f"{w / r:.2f}×" if w and r else "n/a"
-        fmt = lambda v: "n/a" if v is None else f"{v:,.0f}"
+        places = 1 if scenario.kind == "idle" else 0
+        fmt = lambda v: "n/a" if v is None else f"{v:,.{places}f}"
         fmt1 = lambda v: "n/a" if v is None else f"{v:.0f}"
-        print(f"| {title} | {measure} | {fmt(w)} | {fmt(r)} | {ratio} | "
-              f"{fmt1(rss['Warren'])} / {fmt1(rss['RabbitMQ'])} | {fmt1(cpu['Warren'])} / {fmt1(cpu['RabbitMQ'])} |")
+        pair = lambda d: f"{fmt1(d['Warren'])} / {fmt1(d['RabbitMQ'])}"
+        print(f"| {scenario.title} | {MEASURES[scenario.kind]} | {fmt(w)} | {fmt(r)} | {ratio} | "
+              f"{pair(rss)} | {pair(cpu)} | {pair(tool)} |")
 
 
 if __name__ == "__main__":
