@@ -186,8 +186,9 @@ def cpu_seconds(pid):
 class Warren:
     name = "Warren"
 
-    def __init__(self, binary):
+    def __init__(self, binary, env=None):
         self.binary = binary
+        self.env = dict(os.environ, **(env or {}))
 
     def start(self):
         self.port = free_port()
@@ -195,7 +196,7 @@ class Warren:
         self.log = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--amqp-port", str(self.port), "--data-dir", self.dir],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         wait_port(self.port, 30)
         self.pid = self.proc.pid
 
@@ -417,7 +418,13 @@ def main():
     ap.add_argument("--duration", type=int, default=10,
                     help="seconds each run lasts (the hold of idle runs)")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--warren-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="set this in Warren's environment (repeatable), to try a setting")
     args = ap.parse_args()
+    try:
+        warren_env = dict(item.split("=", 1) for item in args.warren_env)
+    except ValueError:
+        ap.error("--warren-env takes NAME=VALUE")
     keys = args.scenarios.split(",")
     unknown = [k for k in keys if k not in SCENARIOS]
     if unknown:
@@ -427,7 +434,9 @@ def main():
     # a thousand or more connections need more than the usual soft 1024.
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (nofile_limit(), hard))
-    brokers = [Warren(perf), RabbitMQ()]
+    brokers = [Warren(perf, warren_env), RabbitMQ()]
+    if warren_env:
+        print(f"Warren's environment adds {warren_env}", file=sys.stderr)
     results = {}
     running = set()
 
