@@ -25,19 +25,21 @@ producers' first messages spread over the first 100 ms so that they publish
 evenly rather than 1,000 at once. Judged by end-to-end p99 latency; RSS is
 the broker's peak (which includes setting up the 2,000 connections). Each
 run starts on a freshly started broker, so that memory kept from earlier
-runs (allocators seldom give it back) does not count. perf runs on two
-threads here; its CPU use is in the last column.
+runs (allocators seldom give it back) does not count, and with the other
+broker stopped, so that its winding down after its own run does not compete
+for the CPU. perf runs on two threads here; its CPU use is in the last
+column.
 
 idle-10k: 10,000 connections, each with the handshake completed (heartbeat
 interval as the broker proposes: 60 s for both), one channel open, and then
 nothing but heartbeats for --duration seconds (`warren perf
 --idle-connections 10000 --hold SECONDS`, at most 64 handshakes in flight).
-Each run starts on a freshly started broker: its RSS is sampled for 2 s
-before perf starts ("before") and during the hold, from 1 s after the last
-connection opened until 0.5 s before the hold ends ("held", the median of
-those samples). Memory per connection = (held - before) / connections held,
-in KiB. The RSS column shows "held"; the CPU column is the broker's over the
-whole run, mostly the handshakes.
+Each run starts on a freshly started broker, the other one stopped: its RSS
+is sampled for 2 s before perf starts ("before") and during the hold, from 1
+s after the last connection opened until 0.5 s before the hold ends ("held",
+the median of those samples). Memory per connection = (held - before) /
+connections held, in KiB. The RSS column shows "held"; the CPU column is the
+broker's over the whole run, mostly the handshakes.
 
 When a run fails, the last lines of perf's stderr and the broker's last
 logged warnings and errors are printed. Each run's line on stderr also shows
@@ -62,8 +64,8 @@ class Scenario:
     """A row of the table. `kind` says what it is judged by: "rate"
     (msgs/s delivered), "latency" (p99), "backlog" (min of publish and
     drain rates) or "idle" (broker memory per idle connection; lower is
-    better, as for latency). `fresh` restarts each broker before each of its
-    runs."""
+    better, as for latency). `fresh` starts each run on a freshly started
+    broker, with the other one stopped."""
 
     def __init__(self, title, args, kind="rate", fresh=False):
         self.title, self.args, self.kind, self.fresh = title, args, kind, fresh
@@ -458,7 +460,14 @@ def main():
             for rnd in range(args.rounds):
                 for b in brokers:
                     if scenario.fresh:
-                        stop(b)
+                        # The other broker goes too: one that has just had
+                        # thousands of connections closed works on for a
+                        # while (RabbitMQ for several seconds), which would
+                        # skew this run's figures.
+                        for other in list(running):
+                            stop(other)
+                        start(b)
+                    elif b not in running:
                         start(b)
                     s = run_scenario(perf, b, scenario, args.duration)
                     results.setdefault((key, b.name), []).append(s)
