@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use warren_server::{AlarmConfig, MemoryProbe, ServerConfig};
 
 mod alloc;
@@ -87,6 +87,12 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
     if let Err(err) = std::fs::create_dir_all(&args.data_dir) {
         error!(dir = %args.data_dir.display(), %err, "cannot create the data directory");
         return std::process::ExitCode::FAILURE;
+    }
+    // Each connection takes a file descriptor; a shell's soft limit (often
+    // 1024) would cap the broker far below what the machine allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => info!(limit, "open files limit"),
+        Err(err) => warn!(%err, "cannot raise the open files limit"),
     }
     let memory_limit = args.vm_memory_high_watermark_absolute.unwrap_or_else(|| {
         let total = warren_server::total_memory().unwrap_or(1 << 30) as f64;
