@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use ahash::AHashMap;
 use warren_core::{Message, SyncTicket};
 
 use crate::queue::{Enqueued, QueueCell};
@@ -28,20 +29,35 @@ struct Batch {
     confirms: Vec<ConfirmRef>,
 }
 
+/// Batches searched one by one before an index by queue is kept.
+const SCAN: usize = 8;
+
 #[derive(Default)]
 pub struct Staging {
     batches: Vec<Batch>,
+    /// Batch positions by queue address (the batch holds the queue, so the
+    /// address stays its own), once there are more than [`SCAN`] batches
+    /// (a read that publishes to many queues).
+    index: AHashMap<usize, usize>,
     staged: usize,
 }
 
 impl Staging {
     /// Stages `msg` for `queue`.
     pub fn add(&mut self, queue: &Arc<QueueCell>, msg: &Arc<Message>, confirm: Option<ConfirmRef>) {
-        let at = match self
-            .batches
-            .iter()
-            .rposition(|b| Arc::ptr_eq(&b.queue, queue))
-        {
+        let found = if self.batches.len() <= SCAN {
+            self.batches
+                .iter()
+                .rposition(|b| Arc::ptr_eq(&b.queue, queue))
+        } else {
+            if self.index.is_empty() {
+                for (i, b) in self.batches.iter().enumerate() {
+                    self.index.insert(Arc::as_ptr(&b.queue) as usize, i);
+                }
+            }
+            self.index.get(&(Arc::as_ptr(queue) as usize)).copied()
+        };
+        let at = match found {
             Some(i) => i,
             None => {
                 self.batches.push(Batch {
@@ -49,7 +65,11 @@ impl Staging {
                     msgs: Vec::new(),
                     confirms: Vec::new(),
                 });
-                self.batches.len() - 1
+                let i = self.batches.len() - 1;
+                if !self.index.is_empty() {
+                    self.index.insert(Arc::as_ptr(queue) as usize, i);
+                }
+                i
             }
         };
         let batch = &mut self.batches[at];
@@ -72,6 +92,7 @@ impl Staging {
     /// the queue could not store the message (it must be nacked).
     pub fn flush(&mut self, mut settle: impl FnMut(ConfirmRef, Result<SyncTicket, ()>)) {
         self.staged = 0;
+        self.index.clear();
         for batch in self.batches.drain(..) {
             let outcome = match batch.queue.publish_batch(batch.msgs) {
                 Enqueued::Stored(ticket) => Ok(ticket.unwrap_or(0)),
@@ -81,6 +102,77 @@ impl Staging {
             for confirm in batch.confirms {
                 settle(confirm, outcome);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::QueueSpec;
+    use bytes::Bytes;
+    use warren_core::MemoryStore;
+    use warren_protocol::FieldTable;
+
+    fn queue(name: &str) -> Arc<QueueCell> {
+        let spec = QueueSpec {
+            name: name.into(),
+            id: 0,
+            durable: false,
+            exclusive_owner: None,
+            auto_delete: false,
+            arguments: FieldTable::new(),
+        };
+        QueueCell::with_store(spec, Box::<MemoryStore>::default())
+    }
+
+    fn message(n: u64) -> Arc<Message> {
+        Arc::new(Message {
+            exchange: String::new(),
+            routing_key: String::new(),
+            properties: Bytes::from_static(&[0, 0]),
+            persistent: false,
+            headers: None,
+            body: Bytes::from(n.to_string()),
+        })
+    }
+
+    /// Many queues in one read: each gets its messages in order, and every
+    /// staged confirm hears once per queue its message went to.
+    #[test]
+    fn many_queues_keep_order_and_every_confirm_is_settled() {
+        let queues: Vec<_> = (0..20).map(|i| queue(&format!("q{i}"))).collect();
+        let mut staging = Staging::default();
+        for n in 0..200u64 {
+            let msg = message(n);
+            // Every message to two queues, in an order that revisits them.
+            for q in [
+                &queues[(n % 20) as usize],
+                &queues[((n * 7 + 3) % 20) as usize],
+            ] {
+                staging.add(q, &msg, Some((1, n + 1)));
+            }
+        }
+        let mut settled = vec![0u32; 200];
+        staging.flush(|(channel, seq), outcome| {
+            assert_eq!(channel, 1);
+            assert_eq!(outcome, Ok(0));
+            settled[(seq - 1) as usize] += 1;
+        });
+        assert!(settled.iter().all(|&n| n == 2), "{settled:?}");
+        assert!(staging.is_empty());
+        for q in &queues {
+            let mut inner = q.lock();
+            let mut last = None;
+            while let Some(m) = inner.queue.get().expect("get") {
+                let n: u64 = std::str::from_utf8(&m.message.body)
+                    .expect("utf-8")
+                    .parse()
+                    .expect("number");
+                assert!(last.is_none_or(|l| l < n), "order in {}", q.name());
+                last = Some(n);
+            }
+            assert!(last.is_some());
         }
     }
 }
