@@ -47,6 +47,23 @@ fn check(body: &[u8]) -> u32 {
 }
 
 /// Takes every message off `queue` with basic.get, acking each.
+/// Publishes one 1 MiB persistent message per id and waits for the
+/// confirms.
+async fn publish_mib(ch: &Channel, queue: &str, ids: std::ops::Range<u32>) {
+    for id in ids {
+        ch.basic_publish(
+            "",
+            queue,
+            Default::default(),
+            &body(id, (1 << 20) - 4),
+            persistent(),
+        )
+        .await
+        .unwrap();
+    }
+    ch.wait_for_confirms().await.unwrap();
+}
+
 async fn drain(ch: &Channel, queue: &str) -> Vec<(u32, bool)> {
     let mut out = Vec::new();
     while let Some(m) = within(ch.basic_get(queue, BasicGetOptions { no_ack: true }))
@@ -308,18 +325,7 @@ async fn a_large_transient_backlog_spills_to_disk_in_order_and_not_across_restar
     .unwrap();
     ch.confirm_select(Default::default()).await.unwrap();
     // 48 MiB: past the 32 MiB a transient queue keeps in memory.
-    for id in 0..48u32 {
-        ch.basic_publish(
-            "",
-            "big-transient",
-            Default::default(),
-            &body(id, (1 << 20) - 4),
-            persistent(),
-        )
-        .await
-        .unwrap();
-    }
-    ch.wait_for_confirms().await.unwrap();
+    publish_mib(&ch, "big-transient", 0..48).await;
     let spilled = std::fs::read_dir(dir.join("transient"))
         .map(|d| d.count())
         .unwrap_or(0);
@@ -328,18 +334,7 @@ async fn a_large_transient_backlog_spills_to_disk_in_order_and_not_across_restar
     let ids: Vec<u32> = got.iter().map(|(id, _)| *id).collect();
     assert_eq!(ids, (0..48).collect::<Vec<_>>());
     // Spill files are removed once drained, and never survive a restart.
-    for id in 100..140u32 {
-        ch.basic_publish(
-            "",
-            "big-transient",
-            Default::default(),
-            &body(id, (1 << 20) - 4),
-            persistent(),
-        )
-        .await
-        .unwrap();
-    }
-    ch.wait_for_confirms().await.unwrap();
+    publish_mib(&ch, "big-transient", 100..140).await;
     let dir = b.kill9();
     let b = Broker::start(&dir);
     assert!(

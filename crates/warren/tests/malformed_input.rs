@@ -137,6 +137,22 @@ impl Raw {
         Self::handshake_with(addr, 131_072, 0).await
     }
 
+    /// Declares a queue on `channel` and waits for declare-ok.
+    async fn declare(&mut self, channel: u16, queue: &str) {
+        self.method(
+            channel,
+            QueueDeclare {
+                queue: queue.into(),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert!(matches!(
+            self.expect_method().await,
+            Method::QueueDeclareOk(_)
+        ));
+    }
+
     async fn open_channel(&mut self, id: u16) {
         self.method(id, ChannelOpen::default()).await;
         assert!(matches!(
@@ -150,18 +166,7 @@ impl Raw {
 async fn assert_healthy(addr: SocketAddr) {
     let mut raw = Raw::handshake(addr).await;
     raw.open_channel(1).await;
-    raw.method(
-        1,
-        QueueDeclare {
-            queue: "health".into(),
-            ..Default::default()
-        },
-    )
-    .await;
-    assert!(matches!(
-        raw.expect_method().await,
-        Method::QueueDeclareOk(_)
-    ));
+    raw.declare(1, "health").await;
 }
 
 async fn server() -> (TestServer, SocketAddr) {
@@ -399,18 +404,7 @@ async fn message_over_max_size_closes_only_the_channel() {
     let s = TestServer::with_config(config).await;
     let mut raw = Raw::handshake(s.addr).await;
     raw.open_channel(1).await;
-    raw.method(
-        1,
-        QueueDeclare {
-            queue: "health".into(),
-            ..Default::default()
-        },
-    )
-    .await;
-    assert!(matches!(
-        raw.expect_method().await,
-        Method::QueueDeclareOk(_)
-    ));
+    raw.declare(1, "health").await;
     publish_frames(&mut raw, 2048, &[0u8; 2048]).await;
     match raw.expect_method().await {
         Method::ChannelClose(c) => {
