@@ -80,7 +80,7 @@ impl SimDisk {
     /// sync each come back in their old or new state. The same seed gives
     /// the same result.
     pub fn crash(&self, rng_seed: u64) -> SimDisk {
-        let mut rng = SplitMix64(rng_seed);
+        let mut rng = fastrand::Rng::with_seed(rng_seed);
         let state = self.state.lock();
         let faults = Arc::new(Faults::default());
         let mut names: BTreeSet<&PathBuf> = state.live.keys().collect();
@@ -92,7 +92,7 @@ impl SimDisk {
             let survivor = match (live, durable) {
                 (Some(a), Some(b)) if Arc::ptr_eq(a, b) => Some(a),
                 _ => {
-                    if rng.below(2) == 0 {
+                    if rng.bool() {
                         live
                     } else {
                         durable
@@ -208,24 +208,24 @@ impl Disk for SimDisk {
 
 impl SimFile {
     /// What a crash leaves of this file.
-    fn crashed_bytes(&self, rng: &mut SplitMix64) -> Vec<u8> {
+    fn crashed_bytes(&self, rng: &mut fastrand::Rng) -> Vec<u8> {
         let data = self.data.lock();
         let unsynced = data.bytes.len() - data.synced;
         // Favour the edges: nothing or all of the tail kept.
-        let keep = match rng.below(4) {
+        let keep = match rng.u8(0..4) {
             0 => 0,
             1 => unsynced,
-            _ => rng.below(unsynced as u64 + 1) as usize,
+            _ => rng.usize(0..=unsynced),
         };
         let mut bytes = data.bytes[..data.synced + keep].to_vec();
-        if keep > 0 && rng.below(2) == 0 {
+        if keep > 0 && rng.bool() {
             // A torn write: the last bytes never made it, and the sectors
             // hold zeros or garbage instead.
-            let torn = 1 + rng.below(keep.min(32) as u64) as usize;
-            let zeros = rng.below(2) == 0;
+            let torn = rng.usize(1..=keep.min(32));
+            let zeros = rng.bool();
             let len = bytes.len();
             for b in &mut bytes[len - torn..] {
-                *b = if zeros { 0 } else { rng.next() as u8 };
+                *b = if zeros { 0 } else { rng.u8(..) };
             }
         }
         bytes
@@ -272,24 +272,6 @@ impl DiskFile for SimFile {
         let mut file = self.data.lock();
         file.synced = file.bytes.len();
         Ok(())
-    }
-}
-
-/// A small deterministic generator (SplitMix64), enough for crash images.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`; close enough to uniform for tests).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
     }
 }
 

@@ -28,21 +28,16 @@ fn cases() -> u64 {
         .unwrap_or(300)
 }
 
-/// SplitMix64: a tiny seeded generator, so a failing case is replayed from
-/// its number.
-struct Rng(u64);
+/// A seeded generator, so a failing case is replayed from its number.
+struct Rng(fastrand::Rng);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.u64(..)
     }
 
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.0.u64(0..n.max(1))
     }
 
     fn chance(&mut self, percent: u64) -> bool {
@@ -305,7 +300,7 @@ fn crash_and_check(
 fn crashes_lose_nothing_synced_and_serve_nothing_corrupt() {
     let mut totals = Totals::default();
     for case in 0..cases() {
-        let mut rng = Rng(case.wrapping_mul(0x5851_F42D_4C95_7F2D) ^ 0xC0FFEE);
+        let mut rng = Rng(fastrand::Rng::with_seed(case ^ 0xC0FFEE));
         let mut disk = SimDisk::new();
         let (mut store, mut sync) = open(&disk, case);
         let mut model = Model::default();
