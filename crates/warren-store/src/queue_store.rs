@@ -19,7 +19,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 use warren_core::{Message, MessageStore, QueuedMessage, StoreError, SyncTicket};
 use warren_protocol::DecodeError;
 
@@ -458,7 +458,6 @@ impl DiskQueueStore {
                 Ok(())
             }
             Err(err) => {
-                error!(dir = %self.dir.display(), %err, "cannot write messages; they are lost");
                 let Some(w) = self.segments.back_mut() else {
                     return Err(err);
                 };
@@ -475,7 +474,8 @@ impl DiskQueueStore {
                 if self.write_file.truncate(from.end).is_err() {
                     w.sealed = true;
                 }
-                warn!(lost, "staged messages dropped after a failed write");
+                // The publisher hears of it through nacks; the queue logs it.
+                debug!(dir = %self.dir.display(), lost, %err, "staged messages dropped after a failed write");
                 self.write_failed = Some(StoreError::Io(io::Error::other(err.to_string())));
                 Err(err)
             }
