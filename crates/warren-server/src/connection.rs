@@ -115,9 +115,14 @@ impl Out {
 #[derive(Default)]
 struct Channels {
     slots: Vec<Option<Box<Channel>>>,
+    open: usize,
 }
 
 impl Channels {
+    fn len(&self) -> usize {
+        self.open
+    }
+
     fn get(&self, id: u16) -> Option<&Channel> {
         self.slots.get(id as usize)?.as_deref()
     }
@@ -131,14 +136,19 @@ impl Channels {
         if self.slots.len() <= at {
             self.slots.resize_with(at + 1, || None);
         }
-        self.slots[at] = Some(Box::new(channel));
+        if self.slots[at].replace(Box::new(channel)).is_none() {
+            self.open += 1;
+        }
     }
 
     fn remove(&mut self, id: u16) -> Option<Channel> {
-        self.slots.get_mut(id as usize)?.take().map(|ch| *ch)
+        let channel = self.slots.get_mut(id as usize)?.take()?;
+        self.open -= 1;
+        Some(*channel)
     }
 
     fn drain(&mut self) -> impl Iterator<Item = Channel> + '_ {
+        self.open = 0;
         self.slots.drain(..).flatten().map(|ch| *ch)
     }
 }
@@ -814,6 +824,15 @@ impl Connection {
             Some(ch) => ch,
             None => {
                 return match payload {
+                    FramePayload::Method(Method::ChannelOpen(_))
+                        if self.channels.len() >= usize::from(self.channel_max) =>
+                    {
+                        Err(Fault::new(AmqpError::not_allowed(format!(
+                            "number of channels opened ({}) has reached the negotiated channel_max ({})",
+                            self.channels.len(),
+                            self.channel_max
+                        ))))
+                    }
                     FramePayload::Method(Method::ChannelOpen(_)) => {
                         self.channels.insert(Channel::new(id));
                         self.out

@@ -89,6 +89,16 @@ impl Raw {
 
     /// Protocol header through open-ok, with the given tune-ok values.
     async fn handshake_with(addr: SocketAddr, frame_max: u32, heartbeat: u16) -> Raw {
+        Self::handshake_tuned(addr, 2047, frame_max, heartbeat).await
+    }
+
+    /// Protocol header through open-ok, with the given tune-ok values.
+    async fn handshake_tuned(
+        addr: SocketAddr,
+        channel_max: u16,
+        frame_max: u32,
+        heartbeat: u16,
+    ) -> Raw {
         let mut raw = Raw::connect(addr).await;
         raw.send(PROTOCOL_HEADER).await;
         assert!(matches!(
@@ -112,7 +122,7 @@ impl Raw {
         raw.method(
             0,
             ConnectionTuneOk {
-                channel_max: 2047,
+                channel_max,
                 frame_max,
                 heartbeat,
             },
@@ -654,4 +664,28 @@ async fn methods_pipelined_after_publishes_see_them() {
             other => panic!("expected confirms, got {other:?}"),
         }
     }
+}
+
+/// Channels beyond the negotiated channel_max close the connection with
+/// 530, as in RabbitMQ; a closed channel's slot can be used again.
+#[tokio::test]
+async fn channels_beyond_channel_max_are_530() {
+    let (_s, addr) = server().await;
+    let mut raw = Raw::handshake_tuned(addr, 2, 131_072, 0).await;
+    raw.open_channel(1).await;
+    raw.open_channel(7).await;
+    raw.method(7, ChannelClose::default()).await;
+    assert!(matches!(
+        raw.expect_method().await,
+        Method::ChannelCloseOk(_)
+    ));
+    raw.open_channel(2).await;
+    raw.method(3, ChannelOpen::default()).await;
+    let close = raw.expect_connection_close().await;
+    assert_eq!(close.reply_code, 530);
+    assert_eq!(
+        close.reply_text,
+        "NOT_ALLOWED - number of channels opened (2) has reached the negotiated channel_max (2)"
+    );
+    assert_healthy(addr).await;
 }
