@@ -1,7 +1,6 @@
 //! Exchanges and their bindings.
 
 use ahash::AHashMap as HashMap;
-
 use bytes::{Bytes, BytesMut};
 use warren_protocol::{FieldTable, FieldValue};
 

@@ -2,7 +2,6 @@
 //! `Q`), the bindings between them, and routing across all of it.
 
 use ahash::{AHashMap as HashMap, AHashSet as HashSet};
-
 use smallvec::SmallVec;
 use warren_protocol::FieldTable;
 

@@ -5,11 +5,10 @@
 //! there; queues reach it through the connection's event channel.
 
 use std::collections::VecDeque;
-
-use ahash::AHashMap as HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use ahash::AHashMap as HashMap;
 use bytes::{Bytes, BytesMut};
 use warren_core::arguments::{describe, type_name, validate_consumer_args, validate_queue_args};
 use warren_core::exchange::ExchangeSpec;

@@ -121,17 +121,8 @@ impl Outbox {
             let tx = consumer.tx.clone();
             if let Err(err) = tx.send(ConnEvent::Deliver { consumer, msgs }) {
                 if let ConnEvent::Deliver { consumer, msgs } = err.0 {
-                    consumer
-                        .in_flight
-                        .fetch_sub(msgs.len() as u32, Ordering::SeqCst);
-                    consumer.cancelled.store(true, Ordering::SeqCst);
-                    for msg in msgs {
-                        if !consumer.no_ack {
-                            consumer.release_unacked();
-                        }
-                        queue.queue.requeue(msg, !consumer.no_ack);
-                    }
-                    queue.queue.remove_consumer(|c| Arc::ptr_eq(c, &consumer));
+                    consumer.release_in_flight(msgs.len());
+                    consumer.withdraw(msgs, queue);
                 }
             }
         }
@@ -229,8 +220,21 @@ impl Consumer {
     /// Gives back messages its connection can no longer deliver, and takes
     /// this consumer out of the queue so it is not offered more.
     pub fn hand_back(self: &Arc<Self>, msgs: impl IntoIterator<Item = QueuedMessage>) {
-        self.cancelled.store(true, Ordering::SeqCst);
         let mut inner = self.queue.lock();
+        self.withdraw(msgs, &mut inner);
+        if !inner.deleted {
+            self.queue.deliver(&mut inner);
+        }
+    }
+
+    /// Cancels this consumer in its (locked) queue and puts back messages
+    /// it was given but can no longer deliver, returning their credit.
+    fn withdraw(
+        self: &Arc<Self>,
+        msgs: impl IntoIterator<Item = QueuedMessage>,
+        inner: &mut QueueInner,
+    ) {
+        self.cancelled.store(true, Ordering::SeqCst);
         inner.queue.remove_consumer(|c| Arc::ptr_eq(c, self));
         for msg in msgs {
             if !self.no_ack {
@@ -239,9 +243,6 @@ impl Consumer {
             if !inner.deleted {
                 inner.queue.requeue(msg, !self.no_ack);
             }
-        }
-        if !inner.deleted {
-            self.queue.deliver(&mut inner);
         }
     }
 
