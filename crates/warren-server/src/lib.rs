@@ -3,7 +3,9 @@
 //! state, and writes replies and deliveries.
 //!
 //! [`run`] takes the listener and a shutdown signal from its caller, so tests
-//! bind `127.0.0.1:0` and stop the server when they are done.
+//! bind `127.0.0.1:0` and stop the server when they are done. The binary
+//! instead opens the [`Broker`] first and binds afterwards ([`serve`]), so a
+//! port that accepts connections means recovery has finished.
 
 mod broker;
 mod channel;
@@ -34,7 +36,14 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let broker = Broker::open(config)?;
+    serve(listener, Broker::open(config)?, shutdown).await;
+    Ok(())
+}
+
+/// Accepts connections for an opened broker until `shutdown` completes, then
+/// closes every connection (320 CONNECTION_FORCED), waits for them briefly
+/// and syncs the stores.
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -69,5 +78,4 @@ pub async fn run(
     }
     // Startup and shutdown block briefly on disk I/O; nothing else runs then.
     broker.shutdown();
-    Ok(())
 }

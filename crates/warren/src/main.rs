@@ -124,26 +124,29 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Recover before listening: once the port accepts connections, every
+        // durable queue and message is back.
+        let broker = match warren_server::Broker::open(config) {
+            Ok(b) => b,
+            Err(err) => {
+                error!(%err, "cannot start");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
         let addr = format!("{}:{}", args.bind, args.amqp_port);
         let listener = match TcpListener::bind(&addr).await {
             Ok(l) => l,
             Err(err) => {
                 error!(%addr, %err, "cannot listen");
+                broker.shutdown();
                 return std::process::ExitCode::FAILURE;
             }
         };
         let local: Option<SocketAddr> = listener.local_addr().ok();
         info!(addr = ?local, data_dir = %args.data_dir.display(), "Warren listening for AMQP 0-9-1");
-        match warren_server::run(listener, config, shutdown_signal()).await {
-            Ok(()) => {
-                info!("stopped");
-                std::process::ExitCode::SUCCESS
-            }
-            Err(err) => {
-                error!(%err, "cannot start");
-                std::process::ExitCode::FAILURE
-            }
-        }
+        warren_server::serve(listener, broker, shutdown_signal()).await;
+        info!("stopped");
+        std::process::ExitCode::SUCCESS
     })
 }
 
