@@ -896,8 +896,14 @@ async fn exchange_errors() {
         .await
         .unwrap_err();
     assert_eq!(code(&err), 503);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!conn.status().connected());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while conn.status().connected() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connection not closed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]
