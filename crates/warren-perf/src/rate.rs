@@ -1,8 +1,10 @@
 //! A token bucket that paces one producer at a fixed rate.
 //!
 //! Tokens accrue at `rate` per second up to a burst of 10 ms worth (at least
-//! one), so a producer that was held back (by its confirm window, say) does
-//! not then flood the broker to catch up. The first token is there at the
+//! two), so a producer that was held back (by its confirm window, say) does
+//! not then flood the broker to catch up. The floor of two keeps the rate
+//! exact for slow producers: their wake-ups come up to a timer tick late, and
+//! a bucket that held a single token would drop that lateness every period. The first token is there at the
 //! start time, which may lie in the future: many slow producers started
 //! together are given starts spread over one period, so that they publish
 //! evenly instead of all in the same instant.
@@ -23,7 +25,7 @@ impl RateLimiter {
     pub fn new(rate: f64, start: Instant) -> Self {
         RateLimiter {
             rate,
-            burst: (rate / 100.0).max(1.0),
+            burst: (rate / 100.0).max(2.0),
             tokens: 1.0,
             last: start,
         }
@@ -82,5 +84,22 @@ mod tests {
         assert_eq!(r.available(start), 1);
         r.spend(1);
         assert_eq!(r.next_at(), start + Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_slow_producer_woken_on_coarse_ticks_keeps_its_rate() {
+        // A timer that fires on whole milliseconds, after the token is due.
+        let t0 = Instant::now();
+        let mut r = RateLimiter::new(100.0, t0);
+        let mut now = t0;
+        let mut sent = 0;
+        while now < t0 + Duration::from_secs(10) {
+            let n = r.available(now);
+            r.spend(n);
+            sent += n;
+            let wait = r.next_at().saturating_duration_since(t0).as_micros() as u64;
+            now = t0 + Duration::from_millis(wait.div_ceil(1000) + 1);
+        }
+        assert!((999..=1001).contains(&sent), "{sent} sent in 10 s at 100/s");
     }
 }
