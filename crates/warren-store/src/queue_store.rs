@@ -496,6 +496,15 @@ impl DiskQueueStore {
         }
     }
 
+    /// Leaves the ack log to the next sync round. A spill store (not
+    /// durable) promises nothing across a restart, so its ack log is never
+    /// synced: syncing it would only make appends wait for writeback.
+    fn ack_log_written(&self) {
+        if self.options.durable {
+            self.sync.mark_dirty(self.ack_log.file());
+        }
+    }
+
     /// Writes staged ack-log entries. A failure is logged: the acks hold in
     /// memory, and after a restart the messages would come back.
     fn write_acks(&mut self) {
@@ -507,9 +516,7 @@ impl DiskQueueStore {
             return;
         }
         match self.ack_log.append(&self.acks_staged) {
-            Ok(()) => {
-                self.sync.mark_dirty(self.ack_log.file());
-            }
+            Ok(()) => self.ack_log_written(),
             Err(e) => warn!(error = %e, "cannot record acks"),
         }
         self.acks_staged.clear();
@@ -787,7 +794,7 @@ impl MessageStore for DiskQueueStore {
             return Ok(0);
         }
         self.ack_log.append(&entries)?;
-        self.sync.mark_dirty(self.ack_log.file());
+        self.ack_log_written();
         for seq in std::mem::take(&mut self.requeued).into_keys() {
             if let Some(i) = self.segment_holding(seq) {
                 let seg = &mut self.segments[i];
