@@ -246,6 +246,49 @@ fn settle(entries: impl IntoIterator<Item = Unacked>, requeue: bool) {
     }
 }
 
+/// Settlements gathered before the connection must apply them.
+const ACKS_LIMIT: usize = 4096;
+
+/// Acks (and rejections without requeue) gathered while a connection
+/// handles one read from its client, applied together when the read is
+/// handled or before any method other than an ack or a publish: each queue
+/// then takes a read's worth of acks in one lock hold and one store write,
+/// where one by one a consumer acking every message would cost a lock, a
+/// write and a wake-up each. The entries have left their channel's unacked
+/// list already, so nothing else can settle them twice.
+#[derive(Default)]
+pub struct PendingAcks {
+    entries: Vec<Unacked>,
+    /// Channels whose consumers may get under their prefetch limits.
+    channels: Vec<u16>,
+}
+
+impl PendingAcks {
+    fn add(&mut self, channel: u16, entries: Vec<Unacked>) {
+        if !self.channels.contains(&channel) {
+            self.channels.push(channel);
+        }
+        self.entries.extend(entries);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.entries.len() >= ACKS_LIMIT
+    }
+
+    /// Settles everything gathered, queue by queue, and returns the
+    /// channels whose consumers to wake.
+    pub fn apply(&mut self) -> std::vec::Drain<'_, u16> {
+        // Stable: each queue still takes its acks in the order they came.
+        self.entries.sort_by_key(|e| Arc::as_ptr(&e.queue) as usize);
+        settle(self.entries.drain(..), false);
+        self.channels.drain(..)
+    }
+}
+
 impl Channel {
     pub fn new(id: u16) -> Self {
         Channel {
@@ -642,7 +685,7 @@ impl Channel {
         settle(entries, true);
     }
 
-    fn wake_consumers(&self) {
+    pub fn wake_consumers(&self) {
         for c in self.consumers.values() {
             c.wake_if_blocked();
         }
@@ -675,11 +718,20 @@ impl Channel {
         }
     }
 
-    fn settle_or_buffer(&mut self, entries: Vec<Unacked>, requeue: Option<bool>) {
+    /// Settles what an ack, reject or nack named: at tx.commit in a
+    /// transaction, with the connection's other acks when not requeued,
+    /// at once when requeued.
+    fn settle_or_buffer(
+        &mut self,
+        ctx: &mut ConnCtx,
+        entries: Vec<Unacked>,
+        requeue: Option<bool>,
+    ) {
         match self.tx.as_mut() {
             Some(tx) => tx.settles.extend(entries.into_iter().map(|e| (e, requeue))),
+            None if requeue != Some(true) => ctx.acks.add(self.id, entries),
             None => {
-                settle(entries, requeue == Some(true));
+                settle(entries, true);
                 self.wake_consumers();
             }
         }
@@ -916,17 +968,17 @@ impl Channel {
             }
             Method::BasicAck(m) => {
                 let entries = self.take_unacked(m.delivery_tag, m.multiple)?;
-                self.settle_or_buffer(entries, None);
+                self.settle_or_buffer(ctx, entries, None);
                 Ok(())
             }
             Method::BasicReject(m) => {
                 let entries = self.take_unacked(m.delivery_tag, false)?;
-                self.settle_or_buffer(entries, Some(m.requeue));
+                self.settle_or_buffer(ctx, entries, Some(m.requeue));
                 Ok(())
             }
             Method::BasicNack(m) => {
                 let entries = self.take_unacked(m.delivery_tag, m.multiple)?;
-                self.settle_or_buffer(entries, Some(m.requeue));
+                self.settle_or_buffer(ctx, entries, Some(m.requeue));
                 Ok(())
             }
             Method::BasicRecover(m) => {

@@ -30,7 +30,7 @@ use warren_protocol::{
 };
 
 use crate::broker::{Broker, VHost};
-use crate::channel::Channel;
+use crate::channel::{Channel, PendingAcks};
 use crate::queue::{Consumer, QueueCell};
 use crate::staging::Staging;
 
@@ -169,6 +169,8 @@ pub struct ConnCtx {
     pub confirm_dirty: Vec<u16>,
     /// Routed publishes not yet enqueued.
     pub staging: Staging,
+    /// Acks not yet applied.
+    pub acks: PendingAcks,
     /// The authenticated user.
     pub user: String,
 }
@@ -490,8 +492,25 @@ impl Connection {
             }
         }
         self.flush_staged();
+        self.flush_acks();
         if flush_confirms {
             self.flush_confirms();
+        }
+    }
+
+    /// Applies the acks gathered so far and wakes the consumers they may
+    /// have let under their prefetch limits.
+    fn flush_acks(&mut self) {
+        let Some(ctx) = self.ctx.as_mut() else {
+            return;
+        };
+        if ctx.acks.is_empty() {
+            return;
+        }
+        for id in ctx.acks.apply() {
+            if let Some(ch) = self.channels.get(id) {
+                ch.wake_consumers();
+            }
         }
     }
 
@@ -594,16 +613,24 @@ impl Connection {
     }
 
     fn on_frame(&mut self, frame: Frame) -> Result<(), Fault> {
-        // Every other method sees the publishes sent before it enqueued.
-        let staging_due = match &frame.payload {
-            FramePayload::Method(Method::BasicPublish(_)) => {
-                self.ctx.as_ref().is_some_and(|c| c.staging.is_full())
+        // Every other method sees the publishes and acks sent before it
+        // applied.
+        let (staging_due, acks_due) = match &frame.payload {
+            FramePayload::Method(Method::BasicPublish(_)) => (
+                self.ctx.as_ref().is_some_and(|c| c.staging.is_full()),
+                false,
+            ),
+            FramePayload::Method(Method::BasicAck(_)) => {
+                (false, self.ctx.as_ref().is_some_and(|c| c.acks.is_full()))
             }
-            FramePayload::Method(_) => true,
-            _ => false,
+            FramePayload::Method(_) => (true, true),
+            _ => (false, false),
         };
         if staging_due {
             self.flush_staged();
+        }
+        if acks_due {
+            self.flush_acks();
         }
         match self.phase {
             Phase::Closing => {
@@ -759,6 +786,7 @@ impl Connection {
                     route_buf: Vec::new(),
                     confirm_dirty: Vec::new(),
                     staging: Staging::default(),
+                    acks: PendingAcks::default(),
                     user: self.user.clone(),
                 });
                 self.out.method(0, ConnectionOpenOk::default());
@@ -896,6 +924,7 @@ impl Connection {
     /// are cancelled and unacked messages requeued at once, not when the
     /// socket finally goes, so queues stop offering this connection work.
     fn release_channels(&mut self) {
+        self.flush_acks();
         let Some(ctx) = self.ctx.as_mut() else {
             return;
         };
@@ -907,6 +936,7 @@ impl Connection {
     /// Releases what the connection held: unacked messages go back to their
     /// queues, consumers are cancelled, exclusive queues are deleted.
     fn cleanup(&mut self) {
+        self.flush_acks();
         let Some(ctx) = self.ctx.as_mut() else {
             return;
         };

@@ -689,3 +689,145 @@ async fn channels_beyond_channel_max_are_530() {
     );
     assert_healthy(addr).await;
 }
+
+/// Publishes `bodies` to `queue` through the default exchange in one write.
+async fn publish_all(raw: &mut Raw, channel: u16, queue: &str, bodies: &[&[u8]]) {
+    let mut b = BytesMut::new();
+    for body in bodies {
+        let publish = BasicPublish {
+            routing_key: queue.into(),
+            ..Default::default()
+        };
+        encode_method_frame(&mut b, channel, &publish.into());
+        encode_content_header(&mut b, channel, 60, body.len() as u64, &[0, 0]);
+        b.extend_from_slice(&frame(3, channel, body, FRAME_END));
+    }
+    raw.send(&b).await;
+}
+
+/// The next delivery: its tag and body.
+async fn delivery(raw: &mut Raw) -> (u64, Bytes) {
+    let tag = match raw.expect_method().await {
+        Method::BasicDeliver(d) => d.delivery_tag,
+        other => panic!("expected a delivery, got {other:?}"),
+    };
+    assert!(matches!(
+        raw.frame().await.map(|f| f.payload),
+        Some(FramePayload::Header(_))
+    ));
+    match raw.frame().await.map(|f| f.payload) {
+        Some(FramePayload::Body(body)) => (tag, body),
+        other => panic!("expected a body, got {other:?}"),
+    }
+}
+
+fn ack(b: &mut BytesMut, channel: u16, delivery_tag: u64) {
+    let m = BasicAck {
+        delivery_tag,
+        multiple: false,
+    };
+    encode_method_frame(b, channel, &m.into());
+}
+
+/// Acks are applied per read; each still takes effect before whatever
+/// follows it, and frees its consumer's prefetch slot.
+#[tokio::test]
+async fn acks_pipelined_in_one_write_take_effect_in_order() {
+    let (_s, addr) = server().await;
+    let mut raw = Raw::handshake(addr).await;
+    raw.open_channel(1).await;
+    raw.declare(1, "acked").await;
+    publish_all(&mut raw, 1, "acked", &[b"0", b"1", b"2", b"3", b"4", b"5"]).await;
+    raw.method(
+        1,
+        BasicQos {
+            prefetch_count: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(matches!(raw.expect_method().await, Method::BasicQosOk(_)));
+    let consume = BasicConsume {
+        queue: "acked".into(),
+        consumer_tag: "c".into(),
+        ..Default::default()
+    };
+    raw.method(1, consume).await;
+    assert!(matches!(
+        raw.expect_method().await,
+        Method::BasicConsumeOk(_)
+    ));
+    assert_eq!(delivery(&mut raw).await, (1, Bytes::from_static(b"0")));
+    assert_eq!(delivery(&mut raw).await, (2, Bytes::from_static(b"1")));
+    // Both slots freed in one read: the next two come.
+    let mut b = BytesMut::new();
+    ack(&mut b, 1, 1);
+    ack(&mut b, 1, 2);
+    raw.send(&b).await;
+    assert_eq!(delivery(&mut raw).await, (3, Bytes::from_static(b"2")));
+    assert_eq!(delivery(&mut raw).await, (4, Bytes::from_static(b"3")));
+    // An ack, then basic.recover in the same read: only the unacked one
+    // comes back (with the next message, which the ack made room for).
+    let mut b = BytesMut::new();
+    ack(&mut b, 1, 3);
+    encode_method_frame(&mut b, 1, &BasicRecover { requeue: true }.into());
+    raw.send(&b).await;
+    assert!(matches!(
+        raw.expect_method().await,
+        Method::BasicRecoverOk(_)
+    ));
+    let (fifth, sixth) = (delivery(&mut raw).await, delivery(&mut raw).await);
+    assert_eq!((fifth.0, sixth.0), (5, 6));
+    let mut bodies = [fifth.1, sixth.1.clone()];
+    bodies.sort();
+    assert_eq!(bodies, [Bytes::from_static(b"3"), Bytes::from_static(b"4")]);
+    // Ack 5, an unknown tag, then 6: the channel closes at the unknown
+    // tag, so 5 stays acked and 6 is requeued, ahead of "5".
+    let mut b = BytesMut::new();
+    ack(&mut b, 1, 5);
+    ack(&mut b, 1, 99);
+    ack(&mut b, 1, 6);
+    raw.send(&b).await;
+    match raw.expect_method().await {
+        Method::ChannelClose(c) => {
+            assert_eq!(c.reply_code, 406);
+            assert_eq!(c.reply_text, "PRECONDITION_FAILED - unknown delivery tag 99");
+        }
+        other => panic!("expected channel.close, got {other:?}"),
+    }
+    raw.method(1, ChannelCloseOk {}).await;
+    raw.open_channel(2).await;
+    let get = BasicGet {
+        queue: "acked".into(),
+        no_ack: true,
+        ..Default::default()
+    };
+    raw.method(2, get.clone()).await;
+    match raw.expect_method().await {
+        Method::BasicGetOk(ok) => {
+            assert!(ok.redelivered);
+            assert_eq!(ok.message_count, 1);
+        }
+        other => panic!("expected get-ok, got {other:?}"),
+    }
+    raw.frame().await;
+    match raw.frame().await.map(|f| f.payload) {
+        Some(FramePayload::Body(body)) => assert_eq!(body, sixth.1),
+        other => panic!("expected a body, got {other:?}"),
+    }
+    raw.method(2, get.clone()).await;
+    match raw.expect_method().await {
+        Method::BasicGetOk(ok) => assert_eq!(ok.message_count, 0),
+        other => panic!("expected get-ok, got {other:?}"),
+    }
+    raw.frame().await;
+    match raw.frame().await.map(|f| f.payload) {
+        Some(FramePayload::Body(body)) => assert_eq!(&body[..], b"5"),
+        other => panic!("expected a body, got {other:?}"),
+    }
+    raw.method(2, get).await;
+    assert!(matches!(
+        raw.expect_method().await,
+        Method::BasicGetEmpty(_)
+    ));
+}
