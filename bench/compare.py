@@ -88,6 +88,12 @@ SCENARIOS = {
         "fanout 1 → 10 queues, transient 16 B (deliveries/s)",
         ["--size", "16", "--fanout", "10"],
     ),
+    # The usual shape of a worker consumer (pika, Celery): it acks each
+    # message by itself, with a modest prefetch.
+    "ack-each": Scenario(
+        "transient 256 B, 1 → 1, consumer acks each message, prefetch 100",
+        ["--size", "256", "--ack-every", "1", "--prefetch", "100"],
+    ),
     "latency-1k": Scenario(
         "latency at 1k msgs/s",
         ["--size", "16", "--latency", "--rate", "1000", "--ack-every", "1"],
