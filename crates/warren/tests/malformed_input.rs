@@ -791,7 +791,10 @@ async fn acks_pipelined_in_one_write_take_effect_in_order() {
     match raw.expect_method().await {
         Method::ChannelClose(c) => {
             assert_eq!(c.reply_code, 406);
-            assert_eq!(c.reply_text, "PRECONDITION_FAILED - unknown delivery tag 99");
+            assert_eq!(
+                c.reply_text,
+                "PRECONDITION_FAILED - unknown delivery tag 99"
+            );
         }
         other => panic!("expected channel.close, got {other:?}"),
     }
