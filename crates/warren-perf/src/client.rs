@@ -199,14 +199,7 @@ impl Client {
         }
         let now_ns = wall_ns();
         let mut event = Event::Continue;
-        while let Some(head) = self
-            .reader
-            .next_frame()
-            .map_err(|what| PerfError::Protocol {
-                addr: self.addr.clone(),
-                what,
-            })?
-        {
+        while let Some(head) = self.reader.next_frame_from(&self.addr)? {
             if self
                 .chans
                 .on_frame(head, self.reader.payload(&head), now_ns)?

@@ -250,14 +250,7 @@ impl Connection {
     /// connection ..." if the socket ends.
     async fn recv(&mut self, channel: u16, when: &'static str) -> Result<Method, PerfError> {
         loop {
-            while let Some(head) = self
-                .reader
-                .next_frame()
-                .map_err(|what| PerfError::Protocol {
-                    addr: self.addr.clone(),
-                    what,
-                })?
-            {
+            while let Some(head) = self.reader.next_frame_from(&self.addr)? {
                 if head.kind != frame_type::METHOD {
                     continue;
                 }

@@ -12,6 +12,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use warren_protocol::{frame_type, FRAME_END, FRAME_HEADER_SIZE, FRAME_OVERHEAD};
 
+use crate::PerfError;
+
 /// The buffer size: large enough that one read takes many small messages.
 const INITIAL_CAPACITY: usize = 256 * 1024;
 /// Compact the buffer when less than this much room is left after its data.
@@ -81,6 +83,15 @@ impl FrameReader {
         let n = stream.read(&mut self.buf[self.end..]).await?;
         self.end += n;
         Ok(n)
+    }
+
+    /// [`FrameReader::next_frame`], with a malformed frame reported as a
+    /// protocol error of the broker at `addr`.
+    pub fn next_frame_from(&mut self, addr: &str) -> Result<Option<FrameHead>, PerfError> {
+        self.next_frame().map_err(|what| PerfError::Protocol {
+            addr: addr.to_string(),
+            what,
+        })
     }
 
     /// Splits the next complete frame off the buffer, or `Ok(None)` if more
