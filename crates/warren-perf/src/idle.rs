@@ -25,8 +25,6 @@ use crate::progress::grouped;
 use crate::summary::IdleSummary;
 use crate::{fds, AmqpUri, Connection, CpuSampler, PerfArgs, PerfError, Summary};
 
-/// How often the runner looks at the counters.
-const TICK: Duration = Duration::from_millis(10);
 /// How often a progress line is printed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// How long the connections may take to close after the hold.
@@ -150,8 +148,7 @@ impl IdleRunner {
         let mut connected_at = None;
         let mut interrupted = false;
         let mut last_progress = start;
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = crate::runner::ticker();
         tokio::pin!(interrupt);
         loop {
             tokio::select! {

@@ -20,6 +20,13 @@ use crate::{
 
 /// How often the runner looks at the counters.
 const TICK: Duration = Duration::from_millis(10);
+
+/// The runners' clock: a tick every [`TICK`], late ticks not made up for.
+pub(crate) fn ticker() -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
 /// How long consumers may take to start consuming.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A bounded run that moves nothing for this long gives up.
@@ -167,8 +174,7 @@ impl Runner {
             Phase::Subscribing
         };
         let mut moved_at = (0u64, start);
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = ticker();
         tokio::pin!(interrupt);
         loop {
             tokio::select! {
