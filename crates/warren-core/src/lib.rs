@@ -7,13 +7,16 @@
 //! - [`routing`]: the exchange types (direct, fanout, topic, headers);
 //! - [`exchange`] and [`vhost`]: exchanges, bindings, alternate exchanges and
 //!   exchange-to-exchange routing inside a virtual host;
-//! - [`queue`]: a queue's state machine (ready messages behind a
-//!   [`store::MessageStore`], consumers, round-robin delivery, requeue in
-//!   publication order).
+//! - [`queue`]: a queue as one deterministic state machine (ready and
+//!   checked-out messages, consumers with priorities and prefetch, TTL,
+//!   length limits, idle expiry), commands in and effects out;
+//! - [`dead_letter`]: the dead letters queues republish, with their
+//!   `x-death` history, and the cycle rule.
 //!
 //! The server crate wraps these in the locks and tasks that run them.
 
 pub mod arguments;
+pub mod dead_letter;
 pub mod error;
 pub mod exchange;
 pub mod message;
@@ -26,7 +29,7 @@ pub mod vhost;
 pub use error::AmqpError;
 pub use exchange::{Exchange, ExchangeKind};
 pub use message::{Message, QueuedMessage};
-pub use queue::QueueState;
+pub use queue::{ConsumerSpec, Effects, QueueConfig, QueueState};
 pub use routing::Destination;
 pub use store::{MemoryStore, MessageStore, StoreError, SyncTicket};
 pub use vhost::VirtualHost;

@@ -17,7 +17,16 @@ pub struct Message {
     /// The properties the broker acts on, parsed once at publish.
     pub persistent: bool,
     pub headers: Option<FieldTable>,
+    /// The `expiration` property in milliseconds, if set and valid.
+    pub expiration: Option<u64>,
+    /// The `priority` property (0 if absent).
+    pub priority: u8,
     pub body: Bytes,
+}
+
+/// Reads an `expiration` property: a non-negative integer of milliseconds.
+pub fn parse_expiration(raw: &[u8]) -> Option<u64> {
+    std::str::from_utf8(raw).ok()?.parse::<u64>().ok()
 }
 
 impl Message {
@@ -31,6 +40,8 @@ impl Message {
     ) -> Result<Self, DecodeError> {
         let props = PropertiesRef::decode(&raw_properties)?;
         let persistent = props.is_persistent();
+        let expiration = props.expiration.and_then(parse_expiration);
+        let priority = props.priority.unwrap_or(0);
         let headers = props.headers;
         Ok(Message {
             exchange,
@@ -38,6 +49,8 @@ impl Message {
             properties: raw_properties,
             persistent,
             headers,
+            expiration,
+            priority,
             body,
         })
     }
@@ -56,4 +69,7 @@ pub struct QueuedMessage {
     pub seq: u64,
     pub message: Arc<Message>,
     pub redelivered: bool,
+    /// When it expires (milliseconds since the Unix epoch), from the
+    /// queue's message TTL and the message's own expiration.
+    pub expires_at: Option<u64>,
 }

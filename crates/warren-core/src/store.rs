@@ -46,6 +46,11 @@ pub trait MessageStore: Send {
     fn ack(&mut self, msg: &QueuedMessage) -> Result<(), StoreError>;
     /// Number of ready messages.
     fn len(&self) -> usize;
+    /// Body bytes of the ready messages, as far as the store knows them
+    /// when it is opened (a recovered store); the queue counts from there.
+    fn ready_bytes(&self) -> u64 {
+        0
+    }
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -67,19 +72,30 @@ pub trait MessageStore: Send {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     ready: VecDeque<QueuedMessage>,
+    bytes: u64,
 }
 
 impl MessageStore for MemoryStore {
     fn push(&mut self, msg: QueuedMessage) -> Result<(), StoreError> {
+        self.bytes += msg.message.body_size();
         self.ready.push_back(msg);
         Ok(())
     }
 
     fn pop(&mut self) -> Result<Option<QueuedMessage>, StoreError> {
-        Ok(self.ready.pop_front())
+        let m = self.ready.pop_front();
+        if let Some(m) = &m {
+            self.bytes -= m.message.body_size();
+        }
+        Ok(m)
+    }
+
+    fn ready_bytes(&self) -> u64 {
+        self.bytes
     }
 
     fn requeue(&mut self, msg: QueuedMessage) {
+        self.bytes += msg.message.body_size();
         // Requeued messages are almost always older than everything ready,
         // so check the front before searching.
         match self.ready.front() {
@@ -103,6 +119,7 @@ impl MessageStore for MemoryStore {
     fn purge(&mut self) -> Result<usize, StoreError> {
         let n = self.ready.len();
         self.ready.clear();
+        self.bytes = 0;
         Ok(n)
     }
 }

@@ -25,7 +25,7 @@ use warren_store::{
 use crate::definitions::{
     BindingDef, Definitions, DefinitionsFile, ExchangeDef, QueueDef, Table, VHostDefinitions,
 };
-use crate::queue::{QueueCell, QueueSpec};
+use crate::queue::{Home, QueueCell, QueueSpec};
 use crate::resources::{spawn_monitor, Alarms};
 use crate::ServerConfig;
 
@@ -64,6 +64,7 @@ pub struct Broker {
     pub config: ServerConfig,
     vhosts: HashMap<String, Arc<VHost>>,
     next_connection: AtomicU64,
+    next_consumer: AtomicU64,
     storage: Option<Storage>,
     /// How far the message store has synced; confirms wait on it.
     synced: watch::Receiver<SyncTicket>,
@@ -121,15 +122,38 @@ impl Broker {
             }
         };
         let alarms = spawn_monitor(config.alarms.clone(), config.data_dir.clone());
-        Ok(Arc::new(Broker {
+        let broker = Arc::new(Broker {
             alarms,
             config,
             vhosts,
             next_connection: AtomicU64::new(1),
+            next_consumer: AtomicU64::new(1),
             storage,
             synced,
             _sync_source: sync_source,
-        }))
+        });
+        // Recovered queues learn where they live, and start their timers.
+        for (name, vhost) in &broker.vhosts {
+            let queues: Vec<Arc<QueueCell>> =
+                vhost.read().queues().map(|(_, q)| Arc::clone(q)).collect();
+            for q in queues {
+                q.set_home(broker.home(name));
+            }
+        }
+        Ok(broker)
+    }
+
+    /// Where a queue of vhost `name` lives.
+    pub fn home(self: &Arc<Self>, name: &str) -> Home {
+        Home {
+            broker: Arc::downgrade(self),
+            vhost: self
+                .vhosts
+                .get(name)
+                .map(Arc::downgrade)
+                .unwrap_or_default(),
+            vhost_name: name.to_string(),
+        }
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
@@ -146,6 +170,10 @@ impl Broker {
 
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn next_consumer_id(&self) -> u64 {
+        self.next_consumer.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Checks a user's password.

@@ -24,7 +24,8 @@ use warren_protocol::{
 };
 
 use crate::connection::{ConnCtx, Out};
-use crate::queue::{ChannelLimit, Consumer, Enqueued, QueueCell, QueueSpec};
+use crate::lifecycle::DeleteWhen;
+use crate::queue::{consumer_spec, ChannelLimit, Consumer, Enqueued, QueueCell, QueueSpec, Settle};
 
 /// A publish whose content is still arriving.
 struct Pending {
@@ -43,16 +44,19 @@ struct Header {
     raw: Bytes,
     persistent: bool,
     headers: Option<FieldTable>,
+    expiration: Option<u64>,
+    priority: u8,
     body_size: u64,
     /// Why the publish is refused (reported once the body is in).
     refused: Option<AmqpError>,
 }
 
-/// A delivered message awaiting ack, reject or nack.
+/// A delivered message awaiting ack, reject or nack. The message itself is
+/// checked out in its queue, under its sequence number.
 struct Unacked {
     tag: u64,
     queue: Arc<QueueCell>,
-    msg: QueuedMessage,
+    seq: u64,
     /// None for basic.get.
     consumer: Option<Arc<Consumer>>,
 }
@@ -73,8 +77,8 @@ struct TxBuffer {
     publishes: Vec<(bool, Arc<Message>)>,
     /// A commit waiting for its messages to be synced before commit-ok.
     commit_waits_for: Option<SyncTicket>,
-    /// Acked or rejected inside the transaction: (entry, requeue).
-    settles: Vec<(Unacked, Option<bool>)>,
+    /// Acked or rejected inside the transaction.
+    settles: Vec<(Unacked, Settle)>,
 }
 
 pub struct Channel {
@@ -117,61 +121,10 @@ fn find_queue(ctx: &ConnCtx, name: &str) -> Result<Arc<QueueCell>, AmqpError> {
     }
 }
 
-/// Deletes a queue: removes it and its bindings, cancels its consumers and
-/// drops its messages. Returns how many ready messages it held. With
-/// `only_if_idle` (auto-delete) the queue stays if it gained a consumer.
-pub fn delete_queue(
-    ctx: &ConnCtx,
-    name: &str,
-    if_unused: bool,
-    if_empty: bool,
-    only_if_idle: Option<()>,
-) -> Result<u32, AmqpError> {
-    let mut topo = ctx.vhost.write();
-    let Some(q) = topo.queue(name).cloned() else {
-        return Ok(0);
-    };
-    {
-        let inner = q.lock();
-        let in_use = inner.queue.consumer_count() > 0;
-        if only_if_idle.is_some() && in_use {
-            return Ok(0);
-        }
-        if if_unused && in_use {
-            return Err(AmqpError::precondition_failed(format!(
-                "queue '{name}' in vhost '{}' in use",
-                ctx.vhost_name
-            )));
-        }
-        if if_empty && inner.queue.ready_count() > 0 {
-            return Err(AmqpError::precondition_failed(format!(
-                "queue '{name}' in vhost '{}' not empty",
-                ctx.vhost_name
-            )));
-        }
-    }
-    topo.remove_queue(name);
-    drop(topo);
-    ctx.broker.save_definitions(
-        ctx.broker
-            .is_persistent(q.spec.durable, q.spec.exclusive_owner.is_some()),
-    );
-    let (count, consumers) = {
-        let mut inner = q.lock();
-        inner.deleted = true;
-        let count = inner.queue.ready_count() as u32;
-        if let Err(err) = inner.queue.destroy() {
-            tracing::error!(queue = name, %err, "cannot remove stored messages");
-        }
-        (count, inner.queue.take_consumers())
-    };
-    for c in consumers {
-        c.cancelled.store(true, Ordering::SeqCst);
-        let _ = c.tx.send(crate::connection::ConnEvent::Cancelled {
-            consumer: Arc::clone(&c),
-        });
-    }
-    Ok(count)
+/// Deletes a queue of the connection's vhost (see
+/// [`crate::lifecycle::delete_queue`]).
+pub fn delete_queue(ctx: &ConnCtx, name: &str, when: DeleteWhen<'_>) -> Result<u32, AmqpError> {
+    crate::lifecycle::delete_queue(&ctx.broker, &ctx.vhost, &ctx.vhost_name, name, when)
 }
 
 /// queue.bind / exchange.bind (`add`) or their unbind, saving the
@@ -204,46 +157,45 @@ fn bind(
 fn detach_consumer(ctx: &ConnCtx, consumer: &Arc<Consumer>) {
     consumer.cancelled.store(true, Ordering::SeqCst);
     let q = &consumer.queue;
-    let now_idle = {
-        let mut inner = q.lock();
-        inner.queue.remove_consumer(|c| Arc::ptr_eq(c, consumer));
+    let now_idle = q.run(|inner, now, fx| {
+        inner.queue.cancel(consumer.id, now, fx);
         !inner.deleted && inner.queue.consumer_count() == 0 && inner.had_consumer
-    };
+    });
     if now_idle && q.spec.auto_delete {
-        let _ = delete_queue(ctx, q.name(), false, false, Some(()));
+        let when = DeleteWhen {
+            idle: Some(q),
+            ..Default::default()
+        };
+        let _ = delete_queue(ctx, q.name(), when);
     }
 }
 
-/// Settles delivered messages: acks them, or requeues them (marked
-/// redelivered) when `requeue`. Consecutive entries of one queue are settled
-/// under one lock.
-fn settle(entries: impl IntoIterator<Item = Unacked>, requeue: bool) {
-    let mut batch: Vec<QueuedMessage> = Vec::new();
+/// Settles delivered messages in their queues. Consecutive entries of one
+/// queue are settled under one lock.
+fn settle(entries: impl IntoIterator<Item = (Unacked, Settle)>) {
+    let mut batch: Vec<(u64, Settle)> = Vec::new();
     let mut current: Option<Arc<QueueCell>> = None;
-    let flush = |q: &Arc<QueueCell>, batch: &mut Vec<QueuedMessage>| {
-        if requeue {
-            q.requeue(batch.drain(..), true);
-        } else {
-            q.ack(batch, true);
-            batch.clear();
-        }
-    };
-    for mut e in entries {
+    for (e, how) in entries {
         if let Some(c) = &e.consumer {
             c.release_unacked();
         }
         if current.as_ref().is_some_and(|q| !Arc::ptr_eq(q, &e.queue)) {
             if let Some(q) = current.take() {
-                flush(&q, &mut batch);
+                q.settle(&batch);
+                batch.clear();
             }
         }
-        e.msg.redelivered = true;
-        batch.push(e.msg);
+        batch.push((e.seq, how));
         current = Some(e.queue);
     }
     if let Some(q) = current {
-        flush(&q, &mut batch);
+        q.settle(&batch);
     }
+}
+
+/// Settles entries all the same way.
+fn settle_all(entries: impl IntoIterator<Item = Unacked>, how: Settle) {
+    settle(entries.into_iter().map(|e| (e, how)));
 }
 
 /// Settlements gathered before the connection must apply them.
@@ -258,17 +210,17 @@ const ACKS_LIMIT: usize = 4096;
 /// list already, so nothing else can settle them twice.
 #[derive(Default)]
 pub struct PendingAcks {
-    entries: Vec<Unacked>,
+    entries: Vec<(Unacked, Settle)>,
     /// Channels whose consumers may get under their prefetch limits.
     channels: Vec<u16>,
 }
 
 impl PendingAcks {
-    fn add(&mut self, channel: u16, entries: Vec<Unacked>) {
+    fn add(&mut self, channel: u16, entries: Vec<Unacked>, how: Settle) {
         if !self.channels.contains(&channel) {
             self.channels.push(channel);
         }
-        self.entries.extend(entries);
+        self.entries.extend(entries.into_iter().map(|e| (e, how)));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -283,8 +235,9 @@ impl PendingAcks {
     /// channels whose consumers to wake.
     pub fn apply(&mut self) -> std::vec::Drain<'_, u16> {
         // Stable: each queue still takes its acks in the order they came.
-        self.entries.sort_by_key(|e| Arc::as_ptr(&e.queue) as usize);
-        settle(self.entries.drain(..), false);
+        self.entries
+            .sort_by_key(|(e, _)| Arc::as_ptr(&e.queue) as usize);
+        settle(self.entries.drain(..));
         self.channels.drain(..)
     }
 }
@@ -375,11 +328,17 @@ impl Channel {
             .map_err(|e| AmqpError::frame_error(format!("cannot decode content header: {e}")))?;
         let refused = check_properties(&props, &ctx.user).err();
         let persistent = props.is_persistent();
+        let expiration = props
+            .expiration
+            .and_then(warren_core::message::parse_expiration);
+        let priority = props.priority.unwrap_or(0);
         let headers = props.headers;
         p.header = Some(Header {
             raw: h.properties,
             persistent,
             headers,
+            expiration,
+            priority,
             body_size: h.body_size,
             refused,
         });
@@ -449,6 +408,8 @@ impl Channel {
             properties: header.raw,
             persistent: header.persistent,
             headers: header.headers,
+            expiration: header.expiration,
+            priority: header.priority,
             body,
         });
         if let Some(tx) = self.tx.as_mut() {
@@ -614,7 +575,7 @@ impl Channel {
                 self.unacked.push_back(Unacked {
                     tag,
                     queue: Arc::clone(&consumer.queue),
-                    msg,
+                    seq: msg.seq,
                     consumer: Some(Arc::clone(&consumer)),
                 });
             }
@@ -682,7 +643,7 @@ impl Channel {
             tx.publishes.clear();
         }
         entries.sort_by_key(|e| e.tag);
-        settle(entries, true);
+        settle_all(entries, Settle::Requeue);
     }
 
     pub fn wake_consumers(&self) {
@@ -727,11 +688,16 @@ impl Channel {
         entries: Vec<Unacked>,
         requeue: Option<bool>,
     ) {
+        let how = match requeue {
+            None => Settle::Ack,
+            Some(true) => Settle::Requeue,
+            Some(false) => Settle::Discard,
+        };
         match self.tx.as_mut() {
-            Some(tx) => tx.settles.extend(entries.into_iter().map(|e| (e, requeue))),
-            None if requeue != Some(true) => ctx.acks.add(self.id, entries),
+            Some(tx) => tx.settles.extend(entries.into_iter().map(|e| (e, how))),
+            None if how != Settle::Requeue => ctx.acks.add(self.id, entries, how),
             None => {
-                settle(entries, true);
+                settle_all(entries, how);
                 self.wake_consumers();
             }
         }
@@ -861,7 +827,9 @@ impl Channel {
             }
             Method::QueuePurge(m) => {
                 let q = find_queue(ctx, &self.queue_name(&m.queue)?)?;
-                let n = q.lock().queue.purge().map_err(store_failure)? as u32;
+                let n = q
+                    .run(|inner, _, _| inner.queue.purge())
+                    .map_err(store_failure)? as u32;
                 if !m.nowait {
                     out.method(id, QueuePurgeOk { message_count: n });
                 }
@@ -872,7 +840,12 @@ impl Channel {
                 let exists = ctx.vhost.read().queue(&name).is_some();
                 let n = if exists {
                     find_queue(ctx, &name)?;
-                    delete_queue(ctx, &name, m.if_unused, m.if_empty, None)?
+                    let when = DeleteWhen {
+                        if_unused: m.if_unused,
+                        if_empty: m.if_empty,
+                        idle: None,
+                    };
+                    delete_queue(ctx, &name, when)?
                 } else {
                     0
                 };
@@ -930,14 +903,9 @@ impl Channel {
             }
             Method::BasicGet(m) => {
                 let q = find_queue(ctx, &self.queue_name(&m.queue)?)?;
-                let got = {
-                    let mut inner = q.lock();
-                    let msg = inner.queue.get().map_err(store_failure)?;
-                    if msg.is_some() {
-                        inner.queue.delivered(!m.no_ack);
-                    }
-                    msg.map(|msg| (msg, inner.queue.ready_count() as u32))
-                };
+                let got = q
+                    .run(|inner, now, fx| inner.queue.get(now, !m.no_ack, fx))
+                    .map_err(store_failure)?;
                 match got {
                     None => out.method(id, BasicGetEmpty::default()),
                     Some((msg, remaining)) => {
@@ -958,7 +926,7 @@ impl Channel {
                             self.unacked.push_back(Unacked {
                                 tag,
                                 queue: q,
-                                msg,
+                                seq: msg.seq,
                                 consumer: None,
                             });
                         }
@@ -1016,16 +984,21 @@ impl Channel {
                 let publishes = std::mem::take(&mut tx.publishes);
                 let settles = std::mem::take(&mut tx.settles);
                 let mut wait_for = 0;
+                let mut failed = None;
                 for (mandatory, msg) in publishes {
                     self.route(ctx, out, mandatory, &msg)?;
                     for q in ctx.route_buf.drain(..) {
-                        if let Enqueued::Stored(Some(ticket)) = q.publish(Arc::clone(&msg)) {
-                            wait_for = wait_for.max(ticket);
+                        match q.publish(Arc::clone(&msg)) {
+                            Enqueued::Stored(Some(ticket), _) => wait_for = wait_for.max(ticket),
+                            Enqueued::Failed(err) => failed = Some(err),
+                            Enqueued::Stored(None, _) | Enqueued::QueueDeleted => {}
                         }
                     }
                 }
-                for (entry, requeue) in settles {
-                    settle([entry], requeue == Some(true));
+                settle(settles);
+                if let Some(err) = failed {
+                    // The transaction did not happen as a whole: no commit-ok.
+                    return Err(store_failure(err));
                 }
                 self.wake_consumers();
                 if wait_for == 0 {
@@ -1061,7 +1034,7 @@ impl Channel {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
         let entries: Vec<Unacked> = self.unacked.drain(..).collect();
-        settle(entries, true);
+        settle_all(entries, Settle::Requeue);
         self.wake_consumers();
         Ok(())
     }
@@ -1097,6 +1070,8 @@ impl Channel {
                 if !m.passive {
                     check_queue_equivalent(&q.spec, &m, ctx.id, &vhost)?;
                 }
+                // A declare counts as use (x-expires).
+                q.run(|inner, now, fx| inner.queue.touch(now, fx));
                 q
             }
             None if m.passive => {
@@ -1131,6 +1106,7 @@ impl Channel {
                             ctx.exclusive_queues.push(Arc::clone(&q));
                         }
                         drop(topo);
+                        q.set_home(ctx.broker.home(&ctx.vhost_name));
                         ctx.broker
                             .save_definitions(ctx.broker.is_persistent(m.durable, m.exclusive));
                         q
@@ -1171,14 +1147,18 @@ impl Channel {
                 "attempt to reuse consumer tag '{tag}'"
             )));
         }
+        let priority = m
+            .arguments
+            .get("x-priority")
+            .and_then(warren_protocol::FieldValue::as_i64)
+            .map_or(0, |p| p.clamp(i32::MIN.into(), i32::MAX.into()) as i32);
         let consumer = Arc::new(Consumer {
+            id: ctx.broker.next_consumer_id(),
             tag: tag.clone(),
             channel: self.id,
             connection: ctx.id,
             no_ack: m.no_ack,
             exclusive: m.exclusive,
-            prefetch: self.prefetch,
-            unacked: Default::default(),
             in_flight: Default::default(),
             limit: Arc::clone(&self.limit),
             blocked: Default::default(),
@@ -1186,24 +1166,36 @@ impl Channel {
             queue: Arc::clone(&q),
             tx: ctx.tx.clone(),
         });
-        {
-            let mut inner = q.lock();
-            let exclusive_taken = inner.queue.consumers().any(|c| c.exclusive);
+        let spec = consumer_spec(&consumer, self.prefetch, priority);
+        // Deliveries reach the connection as events, handled after this
+        // frame: consume-ok still goes out first.
+        let added = q.run(|inner, now, _| {
+            let exclusive_taken = inner.queue.has_exclusive_consumer();
             if exclusive_taken || (m.exclusive && inner.queue.consumer_count() > 0) {
-                return Err(AmqpError::access_refused(format!(
-                    "queue '{}' in vhost '{}' in exclusive use",
-                    q.name(),
-                    ctx.vhost_name
-                )));
+                return false;
             }
-            inner.queue.add_consumer(Arc::clone(&consumer));
+            inner
+                .queue
+                .consume(consumer.id, Arc::clone(&consumer), spec, now);
             inner.had_consumer = true;
+            true
+        });
+        if !added {
+            return Err(AmqpError::access_refused(format!(
+                "queue '{}' in vhost '{}' in exclusive use",
+                q.name(),
+                ctx.vhost_name
+            )));
         }
-        self.consumers.insert(tag.clone(), consumer);
         if !m.nowait {
-            out.method(self.id, BasicConsumeOk { consumer_tag: tag });
+            out.method(
+                self.id,
+                BasicConsumeOk {
+                    consumer_tag: tag.clone(),
+                },
+            );
         }
-        q.drive();
+        self.consumers.insert(tag, consumer);
         Ok(())
     }
 }

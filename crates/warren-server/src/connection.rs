@@ -944,7 +944,7 @@ impl Connection {
             ch.close(ctx);
         }
         for q in std::mem::take(&mut ctx.exclusive_queues) {
-            crate::channel::delete_queue(ctx, q.name(), false, false, None).ok();
+            crate::channel::delete_queue(ctx, q.name(), Default::default()).ok();
         }
         // Deliveries still queued for us go back too.
         self.rx.close();

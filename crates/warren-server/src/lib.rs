@@ -12,6 +12,7 @@ mod channel;
 mod config;
 mod connection;
 mod definitions;
+mod lifecycle;
 mod queue;
 mod resources;
 mod staging;

@@ -1,6 +1,14 @@
-//! A queue as the server runs it: the core [`QueueState`] behind its own
-//! lock, plus the consumer handles that let any task deliver to any
-//! connection.
+//! A queue as the server runs it: the core [`QueueState`] machine behind
+//! its own lock, the consumer handles that let any task deliver to any
+//! connection, and the carrying out of the machine's effects.
+//!
+//! Every command runs through [`QueueCell::run`]: the lock is taken, the
+//! command applied with the current time, and the effects carried out in
+//! two steps. Deliveries, refunds of reserved credit and the queue's timer
+//! are handled under the lock (they only send on channels or spawn a
+//! task). Dead letters, cancelled consumers and the deletion of an expired
+//! queue need the vhost's topology, so they wait until the lock is
+//! released: a queue lock is never held while routing.
 //!
 //! Lock order: a vhost's topology lock may be taken before a queue lock,
 //! never after; no other lock is taken while a queue lock is held, and no
@@ -10,33 +18,62 @@
 //!
 //! Work is batched per lock hold: a publishing connection enqueues all it
 //! routed to a queue from one read at once ([`QueueCell::publish_batch`]),
-//! the deliveries made in one hold go to each consumer as one event, and
-//! the store is flushed once when the hold ends ([`QueueGuard`]).
+//! a connection's acks for a queue are settled at once
+//! ([`QueueCell::settle`]), the deliveries made in one hold go to each
+//! consumer as one event, and the store is flushed once when the hold ends
+//! ([`QueueGuard`]).
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::error;
-use warren_core::{Message, MessageStore, QueueState, QueuedMessage, StoreError, SyncTicket};
+use warren_core::dead_letter::Reason;
+use warren_core::queue::Published;
+use warren_core::{
+    ConsumerSpec, Effects, Message, MessageStore, QueueConfig, QueueState, QueuedMessage,
+    StoreError, SyncTicket,
+};
 use warren_protocol::FieldTable;
 
+use crate::broker::{Broker, VHost};
 use crate::connection::ConnEvent;
 
 /// Deliveries handed to a connection but not yet written into its socket
 /// buffer, per consumer. Bounds what a slow no-ack consumer can pile up.
 const MAX_IN_FLIGHT: u32 = 2048;
 
-/// What became of a message handed to a queue.
+/// Milliseconds since the Unix epoch: the time queues are given. Absolute,
+/// so message deadlines mean the same after a restart.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What became of messages handed to a queue.
 pub enum Enqueued {
-    /// Stored; confirmable once the ticket (if any) is synced.
-    Stored(Option<SyncTicket>),
-    /// The queue was deleted meanwhile; the message is dropped.
+    /// Stored; confirmable once the ticket (if any) is synced, except the
+    /// ones at these positions, which the full queue refused (nack them).
+    Stored(Option<SyncTicket>, Vec<usize>),
+    /// The queue was deleted meanwhile; the messages are dropped.
     QueueDeleted,
-    /// The store failed; the publish must be nacked.
+    /// The store failed; the publishes must be nacked.
     Failed(StoreError),
+}
+
+/// How a checked-out message is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Acknowledged: gone for good.
+    Ack,
+    /// Back to the queue, marked redelivered.
+    Requeue,
+    /// Rejected without requeue: dead-lettered, or dropped.
+    Discard,
 }
 
 /// The declared properties of a queue.
@@ -52,8 +89,19 @@ pub struct QueueSpec {
     pub arguments: FieldTable,
 }
 
+/// Where a queue lives: what it needs to route its dead letters and to
+/// delete itself when it expires.
+pub struct Home {
+    pub broker: Weak<Broker>,
+    pub vhost: Weak<VHost>,
+    pub vhost_name: String,
+}
+
 pub struct QueueCell {
     pub spec: QueueSpec,
+    /// The dead-letter exchange and routing key, read from the arguments.
+    dead_letter_to: Option<(String, Option<String>)>,
+    home: OnceLock<Home>,
     state: Mutex<QueueInner>,
 }
 
@@ -99,33 +147,42 @@ impl Outbox {
     /// consumer's batch stays cheap on queues with many consumers.
     const MAX_CONSUMERS: usize = 16;
 
-    fn add(&mut self, consumer: Arc<Consumer>, msg: QueuedMessage, queue: &mut QueueInner) {
+    fn add(
+        &mut self,
+        consumer: Arc<Consumer>,
+        msg: QueuedMessage,
+        queue: &mut QueueInner,
+        fx: &mut Effects<Arc<Consumer>>,
+    ) -> bool {
         if let Some((_, msgs)) = self
             .batches
             .iter_mut()
             .find(|(c, _)| Arc::ptr_eq(c, &consumer))
         {
             msgs.push(msg);
-            return;
+            return false;
         }
-        if self.batches.len() >= Self::MAX_CONSUMERS {
-            self.send(queue);
-        }
+        let withdrew = self.batches.len() >= Self::MAX_CONSUMERS && self.send(queue, fx);
         self.batches.push((consumer, vec![msg]));
+        withdrew
     }
 
     /// Hands each consumer its batch; a consumer whose connection is gone
-    /// is cancelled and its messages go back to the queue.
-    fn send(&mut self, queue: &mut QueueInner) {
+    /// is cancelled and its messages go back to the queue. Returns whether
+    /// that happened (the messages are ready again).
+    fn send(&mut self, queue: &mut QueueInner, fx: &mut Effects<Arc<Consumer>>) -> bool {
+        let mut withdrew = false;
         for (consumer, msgs) in self.batches.drain(..) {
             let tx = consumer.tx.clone();
             if let Err(err) = tx.send(ConnEvent::Deliver { consumer, msgs }) {
                 if let ConnEvent::Deliver { consumer, msgs } = err.0 {
                     consumer.release_in_flight(msgs.len());
-                    consumer.withdraw(msgs, queue);
+                    consumer.withdraw(msgs, queue, fx);
+                    withdrew = true;
                 }
             }
         }
+        withdrew
     }
 }
 
@@ -135,6 +192,18 @@ pub struct QueueInner {
     /// Whether the queue has ever had a consumer (auto-delete applies only
     /// then).
     pub had_consumer: bool,
+    /// Effects of the command being carried out (kept to reuse its space).
+    fx: Effects<Arc<Consumer>>,
+    /// The time a timer task will tick the queue at, if one is armed.
+    armed: Option<u64>,
+}
+
+/// Effects carried out once the queue lock is released.
+#[derive(Default)]
+struct Later {
+    dead_letters: Vec<(Arc<Message>, Reason)>,
+    cancelled: Vec<Arc<Consumer>>,
+    delete: bool,
 }
 
 /// A channel's flow and global prefetch, shared by its consumers.
@@ -156,16 +225,17 @@ impl ChannelLimit {
 }
 
 /// One basic.consume subscription, shared between the queue (which
-/// delivers) and the channel (which acks).
+/// delivers) and the channel (which acks). Its own prefetch window is kept
+/// by the queue's state machine; the credit here is what its channel and
+/// connection grant.
 pub struct Consumer {
+    /// Unique in the broker; the queue machine knows the consumer by it.
+    pub id: u64,
     pub tag: String,
     pub channel: u16,
     pub connection: u64,
     pub no_ack: bool,
     pub exclusive: bool,
-    /// Per-consumer prefetch count (0: unlimited).
-    pub prefetch: u32,
-    pub unacked: AtomicU32,
     pub in_flight: AtomicU32,
     pub limit: Arc<ChannelLimit>,
     /// Set by the queue when it passed this consumer over for lack of
@@ -177,8 +247,9 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// Reserves credit for one delivery; false if flow, prefetch or the
-    /// in-flight bound forbid it.
+    /// Reserves the channel's and connection's credit for one delivery;
+    /// false if flow, the channel-wide prefetch or the in-flight bound
+    /// forbid it.
     fn try_reserve(&self) -> bool {
         if !self.limit.flow_active.load(Ordering::SeqCst)
             || self.in_flight.load(Ordering::SeqCst) >= MAX_IN_FLIGHT
@@ -186,9 +257,6 @@ impl Consumer {
             return false;
         }
         if !self.no_ack {
-            if self.prefetch != 0 && self.unacked.load(Ordering::SeqCst) >= self.prefetch {
-                return false;
-            }
             let global = self.limit.global_prefetch.load(Ordering::SeqCst);
             let got = self
                 .limit
@@ -200,17 +268,22 @@ impl Consumer {
             if !got {
                 return false;
             }
-            self.unacked.fetch_add(1, Ordering::SeqCst);
         }
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         true
     }
 
-    /// Returns the credit of one acked (or requeued) delivery.
+    /// Returns what [`try_reserve`](Self::try_reserve) took for a delivery
+    /// that was not made.
+    fn refund(&self) {
+        self.release_in_flight(1);
+        if !self.no_ack {
+            self.release_unacked();
+        }
+    }
+
+    /// Returns the channel-wide credit of one settled delivery.
     pub fn release_unacked(&self) {
-        let _ = self
-            .unacked
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| u.checked_sub(1));
         let _ = self
             .limit
             .unacked
@@ -219,29 +292,28 @@ impl Consumer {
 
     /// Gives back messages its connection can no longer deliver, and takes
     /// this consumer out of the queue so it is not offered more.
-    pub fn hand_back(self: &Arc<Self>, msgs: impl IntoIterator<Item = QueuedMessage>) {
-        let mut inner = self.queue.lock();
-        self.withdraw(msgs, &mut inner);
-        if !inner.deleted {
-            self.queue.deliver(&mut inner);
-        }
+    pub fn hand_back(self: &Arc<Self>, msgs: Vec<QueuedMessage>) {
+        self.queue.run(|inner, _, fx| {
+            self.withdraw(msgs, inner, fx);
+        });
     }
 
     /// Cancels this consumer in its (locked) queue and puts back messages
     /// it was given but can no longer deliver, returning their credit.
     fn withdraw(
         self: &Arc<Self>,
-        msgs: impl IntoIterator<Item = QueuedMessage>,
+        msgs: Vec<QueuedMessage>,
         inner: &mut QueueInner,
+        fx: &mut Effects<Arc<Consumer>>,
     ) {
         self.cancelled.store(true, Ordering::SeqCst);
-        inner.queue.remove_consumer(|c| Arc::ptr_eq(c, self));
+        inner.queue.cancel(self.id, now_ms(), fx);
         for msg in msgs {
             if !self.no_ack {
                 self.release_unacked();
             }
             if !inner.deleted {
-                inner.queue.requeue(msg, !self.no_ack);
+                inner.queue.give_back(msg);
             }
         }
     }
@@ -260,15 +332,32 @@ impl Consumer {
 }
 
 impl QueueCell {
+    /// A queue over `store`, created (or recovered) now.
     pub fn with_store(spec: QueueSpec, store: Box<dyn MessageStore>) -> Arc<Self> {
+        let config = QueueConfig::from_arguments(&spec.name, &spec.arguments);
+        let dead_letter_to = config
+            .dead_letter_exchange
+            .clone()
+            .map(|x| (x, config.dead_letter_routing_key.clone()));
         Arc::new(QueueCell {
             spec,
+            dead_letter_to,
+            home: OnceLock::new(),
             state: Mutex::new(QueueInner {
-                queue: QueueState::new(store),
+                queue: QueueState::new(config, store, now_ms()),
                 deleted: false,
                 had_consumer: false,
+                fx: Effects::default(),
+                armed: None,
             }),
         })
+    }
+
+    /// Tells the queue where it lives (once, right after it is created or
+    /// recovered), and starts its timer if it has deadlines already.
+    pub fn set_home(self: &Arc<Self>, home: Home) {
+        let _ = self.home.set(home);
+        self.run(|inner, now, fx| inner.queue.touch(now, fx));
     }
 
     pub fn name(&self) -> &str {
@@ -283,99 +372,72 @@ impl QueueCell {
         }
     }
 
-    /// Enqueues a message and delivers what can be delivered.
-    pub fn publish(&self, message: Arc<Message>) -> Enqueued {
-        self.publish_batch([message])
+    /// Runs a command on the queue at the current time and carries out its
+    /// effects (see the module docs).
+    pub fn run<R>(
+        self: &Arc<Self>,
+        command: impl FnOnce(&mut QueueInner, u64, &mut Effects<Arc<Consumer>>) -> R,
+    ) -> R {
+        let now = now_ms();
+        let mut inner = self.lock();
+        let mut fx = std::mem::take(&mut inner.fx);
+        let r = command(&mut inner, now, &mut fx);
+        let later = self.carry_out(&mut inner, fx);
+        drop(inner);
+        if let Some(later) = later {
+            self.after_lock(later);
+        }
+        r
     }
 
     /// Enqueues messages in order under one lock hold and one store flush,
     /// then delivers what can be delivered. The outcome covers them all.
-    pub fn publish_batch(&self, messages: impl IntoIterator<Item = Arc<Message>>) -> Enqueued {
-        let mut inner = self.lock();
-        if inner.deleted {
-            return Enqueued::QueueDeleted;
-        }
-        let outcome = match inner.queue.publish_batch(messages) {
-            Ok(ticket) => Enqueued::Stored(ticket),
-            Err(err) => {
-                error!(queue = %self.spec.name, %err, "cannot store message");
-                Enqueued::Failed(err)
+    pub fn publish_batch(self: &Arc<Self>, msgs: &[Arc<Message>]) -> Enqueued {
+        self.run(|inner, now, fx| {
+            if inner.deleted {
+                return Enqueued::QueueDeleted;
             }
-        };
-        self.deliver(&mut inner);
-        outcome
+            let Published { stored, rejected } =
+                inner
+                    .queue
+                    .publish_batch(msgs, now, |c| c.try_reserve(), fx);
+            match stored {
+                Ok(ticket) => Enqueued::Stored(ticket, rejected),
+                Err(err) => {
+                    error!(queue = %self.spec.name, %err, "cannot store message");
+                    Enqueued::Failed(err)
+                }
+            }
+        })
+    }
+
+    /// Enqueues one message.
+    pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> Enqueued {
+        self.publish_batch(std::slice::from_ref(&msg))
     }
 
     /// Delivers ready messages to consumers that have credit.
-    pub fn drive(&self) {
-        let mut inner = self.lock();
-        if !inner.deleted {
-            self.deliver(&mut inner);
-        }
+    pub fn drive(self: &Arc<Self>) {
+        self.run(|_, _, _| ());
     }
 
-    fn deliver(&self, inner: &mut QueueInner) {
-        let mut outbox = Outbox::default();
-        self.deliver_into(inner, &mut outbox);
-        outbox.send(inner);
-    }
-
-    fn deliver_into(&self, inner: &mut QueueInner, outbox: &mut Outbox) {
-        let mut marked = false;
-        loop {
-            match inner.queue.next_delivery(|c| c.try_reserve()) {
-                Err((consumer, err)) => {
-                    error!(queue = %self.spec.name, %err, "cannot read message");
-                    consumer.release_in_flight(1);
-                    if !consumer.no_ack {
-                        consumer.release_unacked();
-                    }
-                    return;
-                }
-                Ok(Some((consumer, msg))) => {
-                    inner.queue.delivered(!consumer.no_ack);
-                    outbox.add(consumer, msg, inner);
-                }
-                Ok(None) => {
-                    if marked || inner.queue.ready_count() == 0 || inner.queue.consumer_count() == 0
-                    {
-                        return;
-                    }
-                    // Everyone refused: flag them, then look once more so a
-                    // credit freed in between is not missed.
-                    for c in inner.queue.consumers() {
-                        c.blocked.store(true, Ordering::SeqCst);
-                    }
-                    marked = true;
+    /// Settles checked-out messages (in order) and delivers again.
+    pub fn settle(self: &Arc<Self>, how: &[(u64, Settle)]) {
+        self.run(|inner, _, fx| {
+            if inner.deleted {
+                return;
+            }
+            for &(seq, settle) in how {
+                let done = match settle {
+                    Settle::Ack => inner.queue.ack(seq),
+                    Settle::Requeue => inner.queue.reject(seq, true, fx),
+                    Settle::Discard => inner.queue.reject(seq, false, fx),
+                };
+                if let Err(err) = done {
+                    error!(queue = %self.spec.name, %err, "cannot record ack");
                 }
             }
-        }
-    }
-
-    /// Puts delivered messages back (in their original order) and delivers
-    /// again. `counted`: they were awaiting acks.
-    pub fn requeue(&self, msgs: impl IntoIterator<Item = QueuedMessage>, counted: bool) {
-        let mut inner = self.lock();
-        if inner.deleted {
-            return;
-        }
-        for msg in msgs {
-            inner.queue.requeue(msg, counted);
-        }
-        self.deliver(&mut inner);
-    }
-
-    /// Settles delivered messages for good.
-    pub fn ack(&self, msgs: &[QueuedMessage], counted: bool) {
-        let mut inner = self.lock();
-        if inner.deleted {
-            return;
-        }
-        for msg in msgs {
-            if let Err(err) = inner.queue.ack(msg, counted) {
-                error!(queue = %self.spec.name, %err, "cannot record ack");
-            }
-        }
+        })
     }
 
     /// (ready messages, consumers)
@@ -385,5 +447,167 @@ impl QueueCell {
             inner.queue.ready_count() as u32,
             inner.queue.consumer_count() as u32,
         )
+    }
+
+    /// Carries out what can be done under the lock: runs the delivery loop
+    /// (every command may have made messages deliverable), sends the
+    /// deliveries, refunds credit, arms the timer. Returns what must wait
+    /// for the lock to be released.
+    fn carry_out(
+        self: &Arc<Self>,
+        inner: &mut QueueInner,
+        mut fx: Effects<Arc<Consumer>>,
+    ) -> Option<Later> {
+        let now = now_ms();
+        loop {
+            if !inner.deleted && inner.queue.deliver(now, |c| c.try_reserve(), &mut fx) {
+                // Everyone refused: flag them, then look once more so a
+                // credit freed in between is not missed.
+                for c in inner.queue.consumers() {
+                    c.blocked.store(true, Ordering::SeqCst);
+                }
+                inner.queue.deliver(now, |c| c.try_reserve(), &mut fx);
+            }
+            for c in fx.refunds.drain(..) {
+                c.refund();
+            }
+            for err in fx.errors.drain(..) {
+                error!(queue = %self.spec.name, %err, "queue store failure");
+            }
+            if fx.deliveries.is_empty() {
+                break;
+            }
+            let mut outbox = Outbox::default();
+            let mut deliveries = std::mem::take(&mut fx.deliveries);
+            let mut withdrew = false;
+            for (consumer, msg) in deliveries.drain(..) {
+                withdrew |= outbox.add(consumer, msg, inner, &mut fx);
+            }
+            withdrew |= outbox.send(inner, &mut fx);
+            // Keep the vector's space for the next command.
+            fx.deliveries = deliveries;
+            if !withdrew {
+                break;
+            }
+        }
+        if let Some(at) = fx.wake_at.take() {
+            if !inner.deleted && inner.armed.is_none_or(|armed| at < armed) {
+                inner.armed = Some(at);
+                self.arm(at);
+            }
+        }
+        let later = fx.has_work().then(|| Later {
+            dead_letters: std::mem::take(&mut fx.dead_letters),
+            cancelled: std::mem::take(&mut fx.cancelled),
+            delete: std::mem::take(&mut fx.delete),
+        });
+        inner.fx = fx;
+        later
+    }
+
+    /// Starts a task that ticks the queue at `at`.
+    fn arm(self: &Arc<Self>, at: u64) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let queue = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let wait = at.saturating_sub(now_ms());
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            let Some(queue) = queue.upgrade() else {
+                return;
+            };
+            queue.run(|inner, now, fx| {
+                if inner.armed.is_some_and(|armed| armed <= now) {
+                    inner.armed = None;
+                }
+                if !inner.deleted {
+                    inner.queue.tick(now, |c| c.try_reserve(), fx);
+                }
+            });
+        });
+    }
+
+    /// Dead letters, cancellations and self-deletion, with no queue lock
+    /// held.
+    fn after_lock(self: &Arc<Self>, later: Later) {
+        for c in later.cancelled {
+            c.cancelled.store(true, Ordering::SeqCst);
+            let _ = c.tx.send(ConnEvent::Cancelled {
+                consumer: Arc::clone(&c),
+            });
+        }
+        if !later.dead_letters.is_empty() {
+            self.route_dead_letters(later.dead_letters);
+        }
+        if later.delete {
+            if let Some(home) = self.home.get() {
+                if let (Some(broker), Some(vhost)) = (home.broker.upgrade(), home.vhost.upgrade()) {
+                    crate::lifecycle::expire_queue(&broker, &vhost, &home.vhost_name, self);
+                }
+            }
+        }
+    }
+
+    /// Republishes dead letters through the queue's dead-letter exchange,
+    /// each target queue taking its share in one batch. A dead letter that
+    /// would close an automatic cycle skips that queue; one whose exchange
+    /// is missing is dropped.
+    fn route_dead_letters(self: &Arc<Self>, letters: Vec<(Arc<Message>, Reason)>) {
+        let (Some((exchange, routing_key)), Some(home)) = (&self.dead_letter_to, self.home.get())
+        else {
+            return;
+        };
+        let Some(vhost) = home.vhost.upgrade() else {
+            return;
+        };
+        let target = warren_core::dead_letter::Target {
+            exchange,
+            routing_key: routing_key.as_deref(),
+        };
+        let now = now_ms();
+        let mut batches: Vec<(Arc<QueueCell>, Vec<Arc<Message>>)> = Vec::new();
+        let mut targets: Vec<Arc<QueueCell>> = Vec::new();
+        for (msg, reason) in letters {
+            let letter =
+                warren_core::dead_letter::dead_letter(&msg, reason, self.name(), &target, now);
+            targets.clear();
+            {
+                let topo = vhost.read();
+                if !exchange.is_empty() && topo.exchange(exchange).is_err() {
+                    continue;
+                }
+                topo.route(
+                    &letter.exchange,
+                    &letter.routing_key,
+                    letter.headers.as_ref(),
+                    &mut |q| targets.push(Arc::clone(q)),
+                );
+            }
+            for q in targets.drain(..) {
+                if reason != Reason::Rejected
+                    && warren_core::dead_letter::is_cycle(&letter, q.name())
+                {
+                    continue;
+                }
+                match batches.iter_mut().find(|(b, _)| Arc::ptr_eq(b, &q)) {
+                    Some((_, msgs)) => msgs.push(Arc::clone(&letter)),
+                    None => batches.push((q, vec![Arc::clone(&letter)])),
+                }
+            }
+        }
+        for (q, msgs) in batches {
+            q.publish_batch(&msgs);
+        }
+    }
+}
+
+/// The consumer's spec as its queue's state machine keeps it.
+pub fn consumer_spec(consumer: &Consumer, prefetch: u32, priority: i32) -> ConsumerSpec {
+    ConsumerSpec {
+        priority,
+        prefetch,
+        no_ack: consumer.no_ack,
+        exclusive: consumer.exclusive,
     }
 }

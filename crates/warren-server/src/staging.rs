@@ -26,7 +26,8 @@ pub type ConfirmRef = (u16, u64);
 struct Batch {
     queue: Arc<QueueCell>,
     msgs: Vec<Arc<Message>>,
-    confirms: Vec<ConfirmRef>,
+    /// The confirms waiting on this batch, with their message's position.
+    confirms: Vec<(usize, ConfirmRef)>,
 }
 
 /// Batches searched one by one before an index by queue is kept.
@@ -73,8 +74,10 @@ impl Staging {
             }
         };
         let batch = &mut self.batches[at];
+        if let Some(confirm) = confirm {
+            batch.confirms.push((batch.msgs.len(), confirm));
+        }
         batch.msgs.push(Arc::clone(msg));
-        batch.confirms.extend(confirm);
         self.staged += 1;
     }
 
@@ -89,18 +92,20 @@ impl Staging {
 
     /// Enqueues everything staged, then reports to `settle` the outcome
     /// for each staged confirm: the sync ticket it waits for, or `Err` if
-    /// the queue could not store the message (it must be nacked).
+    /// the queue could not store the message or refused it (it must be
+    /// nacked).
     pub fn flush(&mut self, mut settle: impl FnMut(ConfirmRef, Result<SyncTicket, ()>)) {
         self.staged = 0;
         self.index.clear();
         for batch in self.batches.drain(..) {
-            let outcome = match batch.queue.publish_batch(batch.msgs) {
-                Enqueued::Stored(ticket) => Ok(ticket.unwrap_or(0)),
-                Enqueued::QueueDeleted => Ok(0),
-                Enqueued::Failed(_) => Err(()),
+            let (outcome, rejected) = match batch.queue.publish_batch(&batch.msgs) {
+                Enqueued::Stored(ticket, rejected) => (Ok(ticket.unwrap_or(0)), rejected),
+                Enqueued::QueueDeleted => (Ok(0), Vec::new()),
+                Enqueued::Failed(_) => (Err(()), Vec::new()),
             };
-            for confirm in batch.confirms {
-                settle(confirm, outcome);
+            for (at, confirm) in batch.confirms {
+                let refused = !rejected.is_empty() && rejected.binary_search(&at).is_ok();
+                settle(confirm, if refused { Err(()) } else { outcome });
             }
         }
     }
@@ -133,6 +138,8 @@ mod tests {
             properties: Bytes::from_static(&[0, 0]),
             persistent: false,
             headers: None,
+            expiration: None,
+            priority: 0,
             body: Bytes::from(n.to_string()),
         })
     }
@@ -164,7 +171,8 @@ mod tests {
         for q in &queues {
             let mut inner = q.lock();
             let mut last = None;
-            while let Some(m) = inner.queue.get().expect("get") {
+            let mut fx = warren_core::Effects::default();
+            while let Some((m, _)) = inner.queue.get(0, false, &mut fx).expect("get") {
                 let n: u64 = std::str::from_utf8(&m.message.body)
                     .expect("utf-8")
                     .parse()

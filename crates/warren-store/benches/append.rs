@@ -22,6 +22,8 @@ fn message(size: usize) -> Arc<Message> {
         properties: Bytes::from_static(PERSISTENT_PROPERTIES),
         persistent: true,
         headers: None,
+        expiration: None,
+        priority: 0,
         body: Bytes::from(vec![0xA5; size]),
     })
 }
@@ -46,6 +48,7 @@ fn fill(store: &mut DiskQueueStore, msg: &Arc<Message>, n: u64, batch: u64) {
                 seq,
                 message: Arc::clone(msg),
                 redelivered: false,
+                expires_at: None,
             })
             .expect("push");
         if (seq + 1) % batch == 0 {

@@ -595,7 +595,7 @@ impl MessageStore for DiskQueueStore {
             )));
         }
         let start = self.staged.len();
-        if let Err(e) = encode_message(&mut self.staged, seq, &msg.message) {
+        if let Err(e) = encode_message(&mut self.staged, seq, &msg.message, msg.expires_at) {
             self.staged.truncate(start);
             return Err(Self::invalid_input(e.to_string()));
         }
@@ -732,6 +732,7 @@ impl MessageStore for DiskQueueStore {
                 seq,
                 message: Arc::new(message),
                 redelivered: seq < self.redelivered_below,
+                expires_at: rec.layout.expires_at,
             }));
         }
         Ok(None)

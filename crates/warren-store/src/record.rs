@@ -13,7 +13,10 @@ use warren_core::Message;
 pub(crate) const FILE_HEADER_LEN: usize = 8;
 pub(crate) const SEGMENT_MAGIC: &[u8; 7] = b"WARRSEG";
 pub(crate) const ACK_LOG_MAGIC: &[u8; 7] = b"WARRACK";
-pub(crate) const FORMAT_VERSION: u8 = 1;
+/// Version 2 added the message deadline (flag bit 1); version 1 files are
+/// still read.
+pub(crate) const FORMAT_VERSION: u8 = 2;
+const FORMAT_VERSION_1: u8 = 1;
 
 /// `u32 payload_len | u32 crc32(payload)` before each message payload.
 pub(crate) const RECORD_HEADER_LEN: usize = 8;
@@ -21,6 +24,8 @@ pub(crate) const RECORD_HEADER_LEN: usize = 8;
 /// and body.
 pub(crate) const MIN_PAYLOAD_LEN: usize = 8 + 1 + 1 + 1 + 4 + 8;
 const FLAG_PERSISTENT: u8 = 1;
+/// A `u64` deadline (ms since the Unix epoch) follows the flags.
+const FLAG_EXPIRES: u8 = 2;
 
 /// `u8 kind | u64 seq | u64 seq2 | u32 crc32` in the ack log.
 pub(crate) const ACK_RECORD_LEN: usize = 21;
@@ -61,16 +66,18 @@ pub(crate) fn check_file_header(bytes: &[u8], magic: &[u8; 7]) -> HeaderCheck {
         return HeaderCheck::BadMagic;
     }
     match bytes[7] {
-        FORMAT_VERSION => HeaderCheck::Valid,
+        FORMAT_VERSION | FORMAT_VERSION_1 => HeaderCheck::Valid,
         v => HeaderCheck::UnknownVersion(v),
     }
 }
 
-/// Appends the record of message `seq` (header and payload) to `buf`.
+/// Appends the record of message `seq` (header and payload) to `buf`;
+/// `expires_at` is its deadline, if it has one.
 pub(crate) fn encode_message(
     buf: &mut Vec<u8>,
     seq: u64,
     msg: &Message,
+    expires_at: Option<u64>,
 ) -> Result<(), RecordError> {
     let exchange = msg.exchange.as_bytes();
     let routing_key = msg.routing_key.as_bytes();
@@ -81,6 +88,7 @@ pub(crate) fn encode_message(
     let properties_len =
         u32::try_from(msg.properties.len()).map_err(|_| RecordError::TooLong("properties"))?;
     let payload_len = MIN_PAYLOAD_LEN
+        + if expires_at.is_some() { 8 } else { 0 }
         + exchange.len()
         + routing_key.len()
         + msg.properties.len()
@@ -92,7 +100,14 @@ pub(crate) fn encode_message(
     buf.extend_from_slice(&payload_len.to_le_bytes());
     buf.extend_from_slice(&[0; 4]); // crc, filled in below
     buf.extend_from_slice(&seq.to_le_bytes());
-    buf.push(if msg.persistent { FLAG_PERSISTENT } else { 0 });
+    let mut flags = if msg.persistent { FLAG_PERSISTENT } else { 0 };
+    if expires_at.is_some() {
+        flags |= FLAG_EXPIRES;
+    }
+    buf.push(flags);
+    if let Some(at) = expires_at {
+        buf.extend_from_slice(&at.to_le_bytes());
+    }
     buf.push(exchange_len);
     buf.extend_from_slice(exchange);
     buf.push(routing_key_len);
@@ -120,6 +135,7 @@ pub(crate) fn decode_record_header(header: &[u8; RECORD_HEADER_LEN]) -> (u32, u3
 pub(crate) struct PayloadLayout {
     pub seq: u64,
     pub persistent: bool,
+    pub expires_at: Option<u64>,
     pub exchange: Range<usize>,
     pub routing_key: Range<usize>,
     pub properties: Range<usize>,
@@ -145,9 +161,14 @@ pub(crate) fn parse_payload(payload: &[u8], crc: u32) -> Result<PayloadLayout, R
     };
     let seq = le_u64(&payload[take(8, "seq")?]);
     let flags = payload[take(1, "flags")?.start];
-    if flags & !FLAG_PERSISTENT != 0 {
+    if flags & !(FLAG_PERSISTENT | FLAG_EXPIRES) != 0 {
         return Err(RecordError::Malformed("unknown flags"));
     }
+    let expires_at = if flags & FLAG_EXPIRES != 0 {
+        Some(le_u64(&payload[take(8, "deadline")?]))
+    } else {
+        None
+    };
     let exchange_len = payload[take(1, "exchange length")?.start] as usize;
     let exchange = take(exchange_len, "exchange")?;
     let routing_key_len = payload[take(1, "routing key length")?.start] as usize;
@@ -168,6 +189,7 @@ pub(crate) fn parse_payload(payload: &[u8], crc: u32) -> Result<PayloadLayout, R
     Ok(PayloadLayout {
         seq,
         persistent: flags & FLAG_PERSISTENT != 0,
+        expires_at,
         exchange,
         routing_key,
         properties,
@@ -242,14 +264,42 @@ mod tests {
             properties: Bytes::from_static(&[0x10, 0x00, 2]),
             persistent,
             headers: None,
+            expiration: None,
+            priority: 0,
             body: Bytes::from_static(b"hello"),
         }
     }
 
     #[test]
+    fn a_deadline_round_trips_and_version_1_records_still_read() {
+        let mut buf = Vec::new();
+        encode_message(&mut buf, 3, &message(true), Some(1_800_000_000_123)).unwrap();
+        let (_, crc) = decode_record_header(buf[..8].try_into().unwrap());
+        let layout = parse_payload(&buf[8..], crc).unwrap();
+        assert_eq!(layout.expires_at, Some(1_800_000_000_123));
+        assert_eq!(&buf[8..][layout.body], b"hello");
+        // A record without a deadline is byte for byte a version 1 record,
+        // and version 1 files are accepted.
+        let mut v1 = Vec::new();
+        encode_message(&mut v1, 3, &message(true), None).unwrap();
+        assert_eq!(v1.len(), buf.len() - 8);
+        let mut header = file_header(SEGMENT_MAGIC);
+        header[7] = FORMAT_VERSION_1;
+        assert_eq!(
+            check_file_header(&header, SEGMENT_MAGIC),
+            HeaderCheck::Valid
+        );
+        header[7] = 3;
+        assert_eq!(
+            check_file_header(&header, SEGMENT_MAGIC),
+            HeaderCheck::UnknownVersion(3)
+        );
+    }
+
+    #[test]
     fn message_record_round_trip() {
         let mut buf = Vec::new();
-        encode_message(&mut buf, 42, &message(true)).unwrap();
+        encode_message(&mut buf, 42, &message(true), None).unwrap();
         let (len, crc) = decode_record_header(buf[..8].try_into().unwrap());
         assert_eq!(len as usize, buf.len() - 8);
         let payload = &buf[8..];
@@ -265,7 +315,7 @@ mod tests {
     #[test]
     fn every_flipped_byte_is_detected() {
         let mut buf = Vec::new();
-        encode_message(&mut buf, 7, &message(false)).unwrap();
+        encode_message(&mut buf, 7, &message(false), Some(1_700_000_000_000)).unwrap();
         let (_, crc) = decode_record_header(buf[..8].try_into().unwrap());
         for i in 8..buf.len() {
             let mut bad = buf.clone();
@@ -303,7 +353,7 @@ mod tests {
     fn oversized_names_are_refused() {
         let mut m = message(true);
         m.exchange = "x".repeat(256);
-        assert!(encode_message(&mut Vec::new(), 0, &m).is_err());
+        assert!(encode_message(&mut Vec::new(), 0, &m, None).is_err());
     }
 
     #[test]
@@ -315,11 +365,11 @@ mod tests {
             check_file_header(&h[..5], SEGMENT_MAGIC),
             HeaderCheck::BadMagic
         );
-        let mut v2 = h;
-        v2[7] = 2;
+        let mut v3 = h;
+        v3[7] = 3;
         assert_eq!(
-            check_file_header(&v2, SEGMENT_MAGIC),
-            HeaderCheck::UnknownVersion(2)
+            check_file_header(&v3, SEGMENT_MAGIC),
+            HeaderCheck::UnknownVersion(3)
         );
     }
 }

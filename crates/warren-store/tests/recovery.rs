@@ -111,6 +111,11 @@ fn restart_brings_back_exactly_the_unacked_persistent_messages() {
     for m in &got {
         assert_same(&m.message, &msgs[m.seq as usize]);
         assert_eq!(m.redelivered, delivered.contains(&m.seq), "seq {}", m.seq);
+        assert_eq!(
+            m.expires_at,
+            queued(m.seq, Arc::clone(&m.message)).expires_at,
+            "deadline"
+        );
     }
     // Settle everything: only the segment being written remains.
     for m in &got {

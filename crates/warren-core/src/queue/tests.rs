@@ -1,0 +1,453 @@
+//! The queue state machine driven by commands, asserting on its effects;
+//! and a model-based property test against a small reference queue.
+
+use super::*;
+use bytes::Bytes;
+use proptest::prelude::*;
+use warren_protocol::{FieldTable, FieldValue};
+
+fn msg(body: &str) -> Arc<Message> {
+    msg_with(body, None)
+}
+
+fn msg_with(body: &str, expiration: Option<u64>) -> Arc<Message> {
+    Arc::new(Message {
+        exchange: String::new(),
+        routing_key: "q".into(),
+        properties: Bytes::from_static(&[0, 0]),
+        persistent: false,
+        headers: None,
+        expiration,
+        priority: 0,
+        body: Bytes::copy_from_slice(body.as_bytes()),
+    })
+}
+
+fn body(m: &QueuedMessage) -> &[u8] {
+    &m.message.body
+}
+
+fn queue(args: &[(&str, FieldValue)]) -> QueueState<u32> {
+    let table: FieldTable = args
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    QueueState::new(
+        QueueConfig::from_arguments("q", &table),
+        Box::<MemoryStore>::default(),
+        0,
+    )
+}
+
+fn s(v: &str) -> FieldValue {
+    FieldValue::LongString(Bytes::copy_from_slice(v.as_bytes()))
+}
+
+fn spec(prefetch: u32) -> ConsumerSpec {
+    ConsumerSpec {
+        prefetch,
+        ..Default::default()
+    }
+}
+
+fn publish(q: &mut QueueState<u32>, now: u64, bodies: &[&str]) -> (Published, Effects<u32>) {
+    let mut fx = Effects::default();
+    let msgs: Vec<_> = bodies.iter().map(|b| msg(b)).collect();
+    let p = q.publish_batch(&msgs, now, |_| true, &mut fx);
+    (p, fx)
+}
+
+fn delivered(fx: &Effects<u32>) -> Vec<(u32, &[u8])> {
+    fx.deliveries.iter().map(|(c, m)| (*c, body(m))).collect()
+}
+
+fn dead(fx: &Effects<u32>) -> Vec<(&[u8], Reason)> {
+    fx.dead_letters
+        .iter()
+        .map(|(m, r)| (&m.body[..], *r))
+        .collect()
+}
+
+#[test]
+fn round_robin_respects_prefetch_and_acks_free_the_window() {
+    let mut q = queue(&[]);
+    q.consume(1, 1, spec(1), 0);
+    q.consume(2, 2, spec(0), 0);
+    let (_, fx) = publish(&mut q, 0, &["a", "b", "c", "d"]);
+    assert_eq!(
+        delivered(&fx),
+        vec![(1, b"a".as_slice()), (2, b"b"), (2, b"c"), (2, b"d")]
+    );
+    assert_eq!((q.ready_count(), q.unacked_count()), (0, 4));
+    let a = fx.deliveries[0].1.seq;
+    q.ack(a).unwrap();
+    let (_, fx) = publish(&mut q, 0, &["e"]);
+    assert_eq!(delivered(&fx), vec![(1, b"e".as_slice())]);
+}
+
+#[test]
+fn requeue_restores_order_and_marks_redelivered() {
+    let mut q = queue(&[]);
+    publish(&mut q, 0, &["a", "b", "c", "d"]);
+    let mut fx = Effects::default();
+    let got: Vec<_> = (0..3)
+        .map(|_| q.get(0, true, &mut fx).unwrap().unwrap().0)
+        .collect();
+    for m in [&got[2], &got[0], &got[1]] {
+        q.reject(m.seq, true, &mut fx).unwrap();
+    }
+    let all: Vec<_> =
+        std::iter::from_fn(|| q.get(0, false, &mut fx).unwrap().map(|g| g.0)).collect();
+    let bodies: Vec<&[u8]> = all.iter().map(body).collect();
+    assert_eq!(bodies, vec![b"a".as_slice(), b"b", b"c", b"d"]);
+    assert!(all[..3].iter().all(|m| m.redelivered) && !all[3].redelivered);
+}
+
+#[test]
+fn queue_ttl_and_message_expiration_the_smaller_wins() {
+    let dlx = [
+        ("x-message-ttl", FieldValue::I32(100)),
+        ("x-dead-letter-exchange", s("dlx")),
+    ];
+    let mut q = queue(&dlx);
+    let mut fx = Effects::default();
+    let msgs = [
+        msg_with("short", Some(10)),
+        msg_with("long", Some(1000)),
+        msg("plain"),
+    ];
+    q.publish_batch(&msgs, 0, |_| true, &mut fx);
+    assert_eq!(fx.wake_at, Some(10), "the head's deadline is armed");
+    let mut fx = Effects::default();
+    q.tick(9, |_| true, &mut fx);
+    assert!(fx.dead_letters.is_empty(), "not before its deadline");
+    q.tick(10, |_| true, &mut fx);
+    assert_eq!(dead(&fx), vec![(b"short".as_slice(), Reason::Expired)]);
+    assert_eq!(fx.wake_at, Some(100));
+    let mut fx = Effects::default();
+    q.tick(100, |_| true, &mut fx);
+    assert_eq!(
+        dead(&fx),
+        vec![
+            (b"long".as_slice(), Reason::Expired),
+            (b"plain", Reason::Expired)
+        ]
+    );
+    assert_eq!((q.ready_count(), fx.wake_at), (0, None));
+}
+
+#[test]
+fn an_expired_message_behind_a_live_one_waits_for_the_head_and_is_never_delivered() {
+    let mut q = queue(&[]);
+    let mut fx = Effects::default();
+    let msgs = [msg_with("live", Some(1000)), msg_with("brief", Some(5))];
+    q.publish_batch(&msgs, 0, |_| true, &mut fx);
+    let mut fx = Effects::default();
+    q.tick(50, |_| true, &mut fx);
+    assert_eq!(q.ready_count(), 2, "only the head expires, as in RabbitMQ");
+    let (live, left) = q.get(50, false, &mut fx).unwrap().unwrap();
+    assert_eq!((body(&live), left), (b"live".as_slice(), 1));
+    assert!(q.get(50, false, &mut fx).unwrap().is_none());
+    assert!(
+        fx.dead_letters.is_empty(),
+        "no dead-letter exchange: dropped"
+    );
+}
+
+#[test]
+fn ttl_zero_reaches_a_waiting_consumer_and_is_dropped_otherwise() {
+    let args = [
+        ("x-message-ttl", FieldValue::I32(0)),
+        ("x-dead-letter-exchange", s("")),
+    ];
+    let mut q = queue(&args);
+    let (_, fx) = publish(&mut q, 7, &["nobody"]);
+    assert_eq!(dead(&fx), vec![(b"nobody".as_slice(), Reason::Expired)]);
+    q.consume(1, 1, spec(0), 7);
+    let (_, fx) = publish(&mut q, 7, &["someone"]);
+    assert_eq!(delivered(&fx), vec![(1, b"someone".as_slice())]);
+    assert!(fx.dead_letters.is_empty());
+}
+
+#[test]
+fn requeued_messages_keep_their_deadline() {
+    let mut q = queue(&[
+        ("x-message-ttl", FieldValue::I32(100)),
+        ("x-dead-letter-exchange", s("d")),
+    ]);
+    q.consume(1, 1, spec(0), 0);
+    let (_, fx) = publish(&mut q, 0, &["a"]);
+    let seq = fx.deliveries[0].1.seq;
+    q.cancel(1, 50, &mut Effects::default());
+    let mut fx = Effects::default();
+    q.reject(seq, true, &mut fx).unwrap();
+    q.tick(101, |_| true, &mut fx);
+    assert_eq!(dead(&fx), vec![(b"a".as_slice(), Reason::Expired)]);
+}
+
+#[test]
+fn rejection_dead_letters_only_with_a_dead_letter_exchange() {
+    for (args, want) in [(vec![("x-dead-letter-exchange", s("dlx"))], 1), (vec![], 0)] {
+        let mut q = queue(&args);
+        publish(&mut q, 0, &["a"]);
+        let mut fx = Effects::default();
+        let (m, _) = q.get(0, true, &mut fx).unwrap().unwrap();
+        q.reject(m.seq, false, &mut fx).unwrap();
+        assert_eq!(fx.dead_letters.len(), want);
+        assert_eq!((q.ready_count(), q.unacked_count()), (0, 0));
+    }
+}
+
+#[test]
+fn drop_head_dead_letters_the_oldest_after_offering_to_consumers() {
+    let args = [
+        ("x-max-length", FieldValue::I32(2)),
+        ("x-dead-letter-exchange", s("dlx")),
+    ];
+    let mut q = queue(&args);
+    let (p, fx) = publish(&mut q, 0, &["1", "2", "3", "4"]);
+    assert!(p.rejected.is_empty());
+    assert_eq!(
+        dead(&fx),
+        vec![(b"1".as_slice(), Reason::Maxlen), (b"2", Reason::Maxlen)]
+    );
+    assert_eq!(q.ready_count(), 2);
+    // A consumer takes messages before the limit is applied.
+    q.consume(1, 1, spec(0), 0);
+    let mut fx = Effects::default();
+    q.deliver(0, |_| true, &mut fx);
+    let (_, fx) = publish(&mut q, 0, &["5", "6", "7"]);
+    assert_eq!(fx.deliveries.len(), 3);
+    assert!(fx.dead_letters.is_empty());
+}
+
+#[test]
+fn max_length_bytes_counts_ready_bodies_only() {
+    let mut q = queue(&[("x-max-length-bytes", FieldValue::I32(6))]);
+    publish(&mut q, 0, &["aaa", "bbb"]);
+    let mut fx = Effects::default();
+    let (m, _) = q.get(0, true, &mut fx).unwrap().unwrap();
+    publish(&mut q, 0, &["ccc", "ddd"]);
+    assert_eq!((q.ready_count(), q.ready_bytes()), (2, 6));
+    q.reject(m.seq, true, &mut fx).unwrap();
+    assert_eq!(q.ready_bytes(), 9, "a requeued message counts again");
+}
+
+#[test]
+fn reject_publish_refuses_while_full_and_the_dlx_variant_dead_letters() {
+    for (overflow, dead_letters) in [("reject-publish", 0), ("reject-publish-dlx", 1)] {
+        let args = [
+            ("x-max-length", FieldValue::I32(1)),
+            ("x-overflow", s(overflow)),
+            ("x-dead-letter-exchange", s("dlx")),
+        ];
+        let mut q = queue(&args);
+        let (p, fx) = publish(&mut q, 0, &["kept", "refused"]);
+        assert_eq!(p.rejected, vec![1]);
+        assert_eq!(fx.dead_letters.len(), dead_letters);
+        assert_eq!(q.ready_count(), 1);
+    }
+}
+
+#[test]
+fn idle_queue_asks_to_be_deleted_after_x_expires() {
+    let mut q = queue(&[("x-expires", FieldValue::I32(1000))]);
+    let mut fx = Effects::default();
+    q.touch(500, &mut fx);
+    assert_eq!(fx.wake_at, Some(1500));
+    q.consume(1, 1, spec(0), 600);
+    q.tick(5000, |_| true, &mut fx);
+    assert!(!fx.delete, "a consumer keeps it in use");
+    q.cancel(1, 6000, &mut fx);
+    assert_eq!(fx.wake_at, Some(7000));
+    q.tick(6999, |_| true, &mut fx);
+    assert!(!fx.delete);
+    q.get(6999, false, &mut fx).unwrap();
+    q.tick(7500, |_| true, &mut fx);
+    assert!(!fx.delete, "a basic.get counts as use");
+    q.tick(7999, |_| true, &mut fx);
+    assert!(fx.delete);
+}
+
+#[test]
+fn no_ack_deliveries_are_settled_at_once_and_delete_cancels_consumers() {
+    let mut q = queue(&[]);
+    q.consume(
+        9,
+        9,
+        ConsumerSpec {
+            no_ack: true,
+            ..Default::default()
+        },
+        0,
+    );
+    let (_, fx) = publish(&mut q, 0, &["a", "b"]);
+    assert_eq!(fx.deliveries.len(), 2);
+    assert_eq!(q.unacked_count(), 0);
+    let mut fx = Effects::default();
+    q.delete(&mut fx).unwrap();
+    assert_eq!(fx.cancelled, vec![9]);
+}
+
+// ----- model-based property test ---------------------------------------
+
+#[derive(Debug, Clone)]
+enum Cmd {
+    Publish { ttl: Option<u64> },
+    Consume { prefetch: u32 },
+    Cancel,
+    Deliver,
+    Get { ack: bool },
+    Ack(usize),
+    Reject { pick: usize, requeue: bool },
+    Advance(u64),
+    Purge,
+}
+
+fn cmd() -> impl Strategy<Value = Cmd> {
+    prop_oneof![
+        4 => prop::option::of(0u64..50).prop_map(|ttl| Cmd::Publish { ttl }),
+        1 => (0u32..3).prop_map(|prefetch| Cmd::Consume { prefetch }),
+        1 => Just(Cmd::Cancel),
+        2 => Just(Cmd::Deliver),
+        2 => any::<bool>().prop_map(|ack| Cmd::Get { ack }),
+        2 => any::<usize>().prop_map(Cmd::Ack),
+        2 => (any::<usize>(), any::<bool>()).prop_map(|(pick, requeue)| Cmd::Reject { pick, requeue }),
+        2 => (0u64..40).prop_map(Cmd::Advance),
+        1 => Just(Cmd::Purge),
+    ]
+}
+
+/// The reference: a plain ordered list of (seq, deadline, redelivered),
+/// head-only expiry, one consumer slot list, checked-out set.
+#[derive(Default)]
+struct Model {
+    ready: Vec<(u64, Option<u64>, bool)>,
+    /// Checked out: (seq, deadline, redelivered, consumer or 0 for get).
+    out: Vec<(u64, Option<u64>, bool, u32)>,
+    dead: Vec<u64>,
+    next: u64,
+}
+
+impl Model {
+    fn expire(&mut self, now: u64, inclusive: bool) {
+        while let Some(&(seq, Some(t), _)) = self.ready.first() {
+            if t < now || (inclusive && t == now) {
+                self.ready.remove(0);
+                self.dead.push(seq);
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+fn seq_of(m: &Arc<Message>) -> u64 {
+    std::str::from_utf8(&m.body).unwrap().parse().unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    #[test]
+    fn the_queue_agrees_with_its_model(cmds in prop::collection::vec(cmd(), 1..120)) {
+        let args = [("x-dead-letter-exchange", s("dlx"))];
+        let mut q = queue(&args);
+        let mut m = Model::default();
+        let mut now = 0u64;
+        // One consumer at most, with a prefetch window.
+        let mut consumer: Option<u32> = None;
+        let mut next_consumer = 0u32;
+        for c in cmds {
+            let mut fx = Effects::default();
+            match c {
+                Cmd::Publish { ttl } => {
+                    let seq = m.next;
+                    m.next += 1;
+                    let msgs = [msg_with(&seq.to_string(), ttl)];
+                    q.publish_batch(&msgs, now, |_| true, &mut fx);
+                    m.ready.push((seq, ttl.map(|t| now + t), false));
+                }
+                Cmd::Consume { prefetch } => {
+                    if consumer.is_none() {
+                        next_consumer += 1;
+                        q.consume(next_consumer.into(), next_consumer, spec(prefetch), now);
+                        consumer = Some(prefetch);
+                    }
+                }
+                Cmd::Cancel => {
+                    if consumer.take().is_some() {
+                        q.cancel(next_consumer.into(), now, &mut fx);
+                    }
+                }
+                Cmd::Deliver => {
+                    q.deliver(now, |_| true, &mut fx);
+                }
+                Cmd::Get { ack } => {
+                    m.expire(now, true);
+                    let got = q.get(now, ack, &mut fx).unwrap();
+                    let want = if m.ready.is_empty() { None } else { Some(m.ready.remove(0)) };
+                    prop_assert_eq!(got.as_ref().map(|g| g.0.seq), want.map(|w| w.0));
+                    if let (Some(g), Some(w)) = (&got, want) {
+                        prop_assert_eq!(g.0.redelivered, w.2);
+                        if ack {
+                            m.out.push((w.0, w.1, w.2, 0));
+                        }
+                    }
+                }
+                Cmd::Ack(pick) => {
+                    if !m.out.is_empty() {
+                        let (seq, ..) = m.out.remove(pick % m.out.len());
+                        q.ack(seq).unwrap();
+                    }
+                }
+                Cmd::Reject { pick, requeue } => {
+                    if !m.out.is_empty() {
+                        let (seq, t, ..) = m.out.remove(pick % m.out.len());
+                        q.reject(seq, requeue, &mut fx).unwrap();
+                        if requeue {
+                            let at = m.ready.partition_point(|r| r.0 < seq);
+                            m.ready.insert(at, (seq, t, true));
+                        } else {
+                            m.dead.push(seq);
+                        }
+                    }
+                }
+                Cmd::Advance(dt) => {
+                    now += dt;
+                    q.tick(now, |_| true, &mut fx);
+                }
+                Cmd::Purge => {
+                    let n = q.purge().unwrap();
+                    prop_assert_eq!(n, m.ready.len());
+                    m.ready.clear();
+                }
+            }
+            // Any command that ran the delivery loop: the model's consumer
+            // takes from the head while its window has room, then expiry.
+            let mut want_delivered = Vec::new();
+            if matches!(c, Cmd::Deliver | Cmd::Advance(_) | Cmd::Publish { .. }) {
+                if let Some(prefetch) = consumer {
+                    loop {
+                        m.expire(now, false);
+                        let mine = m.out.iter().filter(|o| o.3 == next_consumer).count();
+                        let full = prefetch != 0 && mine >= prefetch as usize;
+                        if m.ready.is_empty() || full {
+                            break;
+                        }
+                        let r = m.ready.remove(0);
+                        want_delivered.push((r.0, r.2));
+                        m.out.push((r.0, r.1, r.2, next_consumer));
+                    }
+                }
+                m.expire(now, true);
+            }
+            let got: Vec<(u64, bool)> = fx.deliveries.iter().map(|(_, d)| (d.seq, d.redelivered)).collect();
+            prop_assert_eq!(got, want_delivered);
+            let dead: Vec<u64> = fx.dead_letters.iter().map(|(d, _)| seq_of(d)).collect();
+            let want_dead: Vec<u64> = std::mem::take(&mut m.dead);
+            prop_assert_eq!(dead, want_dead);
+            prop_assert_eq!(q.ready_count(), m.ready.len());
+            prop_assert_eq!(q.unacked_count(), m.out.len());
+        }
+    }
+}
