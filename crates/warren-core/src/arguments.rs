@@ -50,6 +50,59 @@ fn text(v: &FieldValue) -> Option<&[u8]> {
     }
 }
 
+/// Arguments a queue type refuses, as RabbitMQ 3.10 lists them.
+const NOT_FOR_CLASSIC: &[&str] = &[
+    "x-delivery-limit",
+    "x-quorum-initial-group-size",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-dead-letter-strategy",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
+    "x-initial-cluster-size",
+];
+const NOT_FOR_QUORUM: &[&str] = &[
+    "x-max-priority",
+    "x-queue-mode",
+    "x-queue-version",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
+    "x-initial-cluster-size",
+];
+
+/// The longest TTL or expiry RabbitMQ 3.10 accepts, in milliseconds (ten
+/// years).
+pub const MAX_EXPIRY: i64 = 315_360_000_000;
+
+/// Checks an `expiration` property as RabbitMQ parses it (Erlang's
+/// `string:to_integer`: an optional sign and digits, nothing after them),
+/// returning the milliseconds, or RabbitMQ's term for what is wrong.
+pub fn check_expiration(raw: &[u8]) -> Result<u64, String> {
+    let sign = usize::from(matches!(raw.first(), Some(b'+' | b'-')));
+    let digits = raw[sign..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits == 0 {
+        return Err("no_integer".into());
+    }
+    let (number, rest) = raw.split_at(sign + digits);
+    let number = String::from_utf8_lossy(number);
+    if !rest.is_empty() {
+        return Err(format!(
+            "{{leftover_string,\"{}\"}}",
+            String::from_utf8_lossy(rest)
+        ));
+    }
+    match number.parse::<i128>() {
+        Ok(n) if n > i128::from(MAX_EXPIRY) => Err(format!("{{value_too_large,{n}}}")),
+        Ok(n) if n < 0 => Err(format!("{{value_negative,{n}}}")),
+        Ok(n) => Ok(n as u64),
+        // More digits than any integer here: too large.
+        Err(_) => Err(format!("{{value_too_large,{number}}}")),
+    }
+}
+
 /// Checks a queue's declared arguments (and the properties some of them
 /// constrain) the way RabbitMQ does; unknown arguments are accepted.
 pub fn validate_queue_args(
@@ -57,6 +110,7 @@ pub fn validate_queue_args(
     vhost: &str,
     durable: bool,
     exclusive: bool,
+    auto_delete: bool,
     args: &FieldTable,
 ) -> Result<(), AmqpError> {
     let invalid = |arg: &str, why: String| {
@@ -78,6 +132,9 @@ pub fn validate_queue_args(
                 if key == "x-expires" && n == 0 {
                     return Err(invalid(key, "{value_zero,0}".into()));
                 }
+                if matches!(key, "x-expires" | "x-message-ttl") && n > MAX_EXPIRY {
+                    return Err(invalid(key, format!("{{value_too_large,{n}}}")));
+                }
                 if key == "x-max-priority" && n > 255 {
                     return Err(invalid(key, format!("{{max_value_exceeded,{n}}}")));
                 }
@@ -92,22 +149,9 @@ pub fn validate_queue_args(
                 }
             }
             "x-queue-type" => match text(value) {
-                Some(b"classic") => {}
-                Some(kind @ (b"quorum" | b"stream")) => {
-                    let property = if !durable {
-                        Some("non-durable")
-                    } else if exclusive {
-                        Some("exclusive-owner")
-                    } else {
-                        None
-                    };
-                    if let Some(p) = property {
-                        let _ = kind;
-                        return Err(AmqpError::precondition_failed(format!(
-                            "invalid property '{p}' for queue '{queue}' in vhost '{vhost}'"
-                        )));
-                    }
-                }
+                // Streams are checked below (their properties first, as
+                // RabbitMQ does), then refused until they exist.
+                Some(b"classic" | b"quorum" | b"stream") => {}
                 _ => {
                     return Err(invalid(
                         key,
@@ -121,6 +165,13 @@ pub fn validate_queue_args(
                     format!("\"unsupported queue mode '{}'\"", value.display()),
                 ));
             }
+            "x-queue-version" => match integer(value) {
+                None => return Err(expected_integer(key, value)),
+                Some(1 | 2) => {}
+                Some(v) => {
+                    return Err(invalid(key, format!("\"unsupported queue version '{v}'\"")))
+                }
+            },
             "x-single-active-consumer" if !matches!(value, FieldValue::Bool(_)) => {
                 return Err(invalid(
                     key,
@@ -142,6 +193,40 @@ pub fn validate_queue_args(
             }
             _ => {}
         }
+    }
+    let kind = args.get("x-queue-type").and_then(text);
+    let quorum = kind == Some(b"quorum");
+    if quorum || kind == Some(b"stream") {
+        let property = if auto_delete {
+            Some("auto-delete")
+        } else if exclusive {
+            Some("exclusive-owner")
+        } else if !durable {
+            Some("non-durable")
+        } else {
+            None
+        };
+        if let Some(p) = property {
+            return Err(AmqpError::precondition_failed(format!(
+                "invalid property '{p}' for queue '{queue}' in vhost '{vhost}'"
+            )));
+        }
+    }
+    if kind == Some(b"stream") {
+        return Err(invalid(
+            "x-queue-type",
+            "\"unsupported queue type 'stream'\"".into(),
+        ));
+    }
+    let (refused, kind) = if quorum {
+        (NOT_FOR_QUORUM, "rabbit_quorum_queue")
+    } else {
+        (NOT_FOR_CLASSIC, "rabbit_classic_queue")
+    };
+    if let Some((key, _)) = args.iter().find(|(k, _)| refused.contains(k)) {
+        return Err(AmqpError::precondition_failed(format!(
+            "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type {kind}"
+        )));
     }
     Ok(())
 }
@@ -191,7 +276,7 @@ mod tests {
     }
 
     fn check(a: &FieldTable) -> Result<(), String> {
-        validate_queue_args("q", "/", true, false, a).map_err(|e| e.reply_text())
+        validate_queue_args("q", "/", true, false, false, a).map_err(|e| e.reply_text())
     }
 
     #[test]
@@ -219,9 +304,54 @@ mod tests {
             assert_eq!(check(&ok), Ok(()));
         }
         let quorum = args("x-queue-type", s("quorum"));
+        let with = |durable, exclusive, auto_delete, a: &FieldTable| {
+            validate_queue_args("q", "/", durable, exclusive, auto_delete, a).map_err(|e| e.text)
+        };
+        let property = |p: &str| Err(format!("invalid property '{p}' for queue 'q' in vhost '/'"));
+        assert_eq!(with(false, false, false, &quorum), property("non-durable"));
         assert_eq!(
-            validate_queue_args("q", "/", false, false, &quorum).map_err(|e| e.text),
-            Err("invalid property 'non-durable' for queue 'q' in vhost '/'".to_string())
+            with(false, true, false, &quorum),
+            property("exclusive-owner")
+        );
+        assert_eq!(with(false, true, true, &quorum), property("auto-delete"));
+        let mut lazy_quorum = quorum.clone();
+        lazy_quorum.insert("x-queue-mode", s("lazy"));
+        assert_eq!(
+            with(true, false, false, &lazy_quorum),
+            Err("invalid arg 'x-queue-mode' for queue 'q' in vhost '/' of queue type rabbit_quorum_queue".to_string())
+        );
+        assert_eq!(
+            check(&args("x-delivery-limit", FieldValue::I32(3))),
+            Err("PRECONDITION_FAILED - invalid arg 'x-delivery-limit' for queue 'q' in vhost '/' of queue type rabbit_classic_queue".to_string())
+        );
+        assert_eq!(
+            check(&args("x-queue-type", s("stream"))),
+            Err("PRECONDITION_FAILED - invalid arg 'x-queue-type' for queue 'q' in vhost '/': \"unsupported queue type 'stream'\"".to_string())
+        );
+        assert_eq!(
+            check(&args("x-queue-version", FieldValue::I32(3))),
+            Err("PRECONDITION_FAILED - invalid arg 'x-queue-version' for queue 'q' in vhost '/': \"unsupported queue version '3'\"".to_string())
+        );
+        assert_eq!(check(&args("x-queue-version", FieldValue::I32(2))), Ok(()));
+    }
+
+    #[test]
+    fn expirations_parse_as_rabbitmq_parses_them() {
+        let check = |s: &str| check_expiration(s.as_bytes());
+        assert_eq!(check("5000"), Ok(5000));
+        assert_eq!(check("+7"), Ok(7));
+        assert_eq!(check("-1"), Err("{value_negative,-1}".into()));
+        assert_eq!(check("1.5"), Err("{leftover_string,\".5\"}".into()));
+        assert_eq!(check(""), Err("no_integer".into()));
+        assert_eq!(check(" 5"), Err("no_integer".into()));
+        assert_eq!(
+            check("99999999999999999"),
+            Err("{value_too_large,99999999999999999}".into())
+        );
+        assert_eq!(check("315360000000"), Ok(315_360_000_000));
+        assert_eq!(
+            check("315360000001"),
+            Err("{value_too_large,315360000001}".into())
         );
     }
 

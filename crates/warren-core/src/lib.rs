@@ -10,6 +10,8 @@
 //! - [`queue`]: a queue as one deterministic state machine (ready and
 //!   checked-out messages, consumers with priorities and prefetch, TTL,
 //!   length limits, idle expiry), commands in and effects out;
+//! - [`priority_store`]: a priority queue's ready messages, a store per
+//!   priority level;
 //! - [`dead_letter`]: the dead letters queues republish, with their
 //!   `x-death` history, and the cycle rule.
 //!
@@ -21,6 +23,7 @@ pub mod error;
 pub mod exchange;
 pub mod message;
 pub mod names;
+pub mod priority_store;
 pub mod queue;
 pub mod routing;
 pub mod store;
@@ -29,6 +32,7 @@ pub mod vhost;
 pub use error::AmqpError;
 pub use exchange::{Exchange, ExchangeKind};
 pub use message::{Message, QueuedMessage};
+pub use priority_store::PriorityStore;
 pub use queue::{ConsumerSpec, Effects, QueueConfig, QueueState};
 pub use routing::Destination;
 pub use store::{MemoryStore, MessageStore, StoreError, SyncTicket};

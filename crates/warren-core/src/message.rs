@@ -24,9 +24,10 @@ pub struct Message {
     pub body: Bytes,
 }
 
-/// Reads an `expiration` property: a non-negative integer of milliseconds.
+/// Reads an `expiration` property: milliseconds, if valid (see
+/// [`crate::arguments::check_expiration`]).
 pub fn parse_expiration(raw: &[u8]) -> Option<u64> {
-    std::str::from_utf8(raw).ok()?.parse::<u64>().ok()
+    crate::arguments::check_expiration(raw).ok()
 }
 
 impl Message {
@@ -72,4 +73,34 @@ pub struct QueuedMessage {
     /// When it expires (milliseconds since the Unix epoch), from the
     /// queue's message TTL and the message's own expiration.
     pub expires_at: Option<u64>,
+    /// How often it was returned to the queue after a delivery (counted
+    /// by quorum queues, as `x-delivery-count`).
+    pub delivery_count: u32,
+}
+
+impl Message {
+    /// A copy whose headers carry `x-delivery-count` (the body is shared),
+    /// as a quorum queue delivers a message.
+    pub fn with_delivery_count(&self, count: u32) -> Arc<Message> {
+        let mut props =
+            warren_protocol::BasicProperties::decode(&self.properties).unwrap_or_default();
+        let mut headers = props.headers.take().unwrap_or_default();
+        headers.insert(
+            "x-delivery-count",
+            warren_protocol::FieldValue::I64(i64::from(count)),
+        );
+        props.headers = Some(headers);
+        let mut raw = bytes::BytesMut::new();
+        props.encode(&mut raw);
+        Arc::new(Message {
+            exchange: self.exchange.clone(),
+            routing_key: self.routing_key.clone(),
+            properties: raw.freeze(),
+            persistent: self.persistent,
+            headers: props.headers,
+            expiration: self.expiration,
+            priority: self.priority,
+            body: self.body.clone(),
+        })
+    }
 }

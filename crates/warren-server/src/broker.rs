@@ -15,13 +15,15 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use warren_core::exchange::ExchangeSpec;
 use warren_core::{
-    Destination, ExchangeKind, MemoryStore, MessageStore, StoreError, SyncTicket, VirtualHost,
+    Destination, ExchangeKind, MemoryStore, MessageStore, PriorityStore, QueueConfig, StoreError,
+    SyncTicket, VirtualHost,
 };
 use warren_store::{
     Disk, DiskQueueStore, RealDisk, SpillLimits, SpillOpener, SpillStore, StoreOptions,
     SyncCoordinator,
 };
 
+use crate::channel::ReplyRegistry;
 use crate::definitions::{
     BindingDef, Definitions, DefinitionsFile, ExchangeDef, QueueDef, Table, VHostDefinitions,
 };
@@ -65,6 +67,8 @@ pub struct Broker {
     vhosts: HashMap<String, Arc<VHost>>,
     next_connection: AtomicU64,
     next_consumer: AtomicU64,
+    /// Live direct reply-to consumers.
+    pub replies: ReplyRegistry,
     storage: Option<Storage>,
     /// How far the message store has synced; confirms wait on it.
     synced: watch::Receiver<SyncTicket>,
@@ -128,6 +132,7 @@ impl Broker {
             vhosts,
             next_connection: AtomicU64::new(1),
             next_consumer: AtomicU64::new(1),
+            replies: ReplyRegistry::default(),
             storage,
             synced,
             _sync_source: sync_source,
@@ -193,13 +198,19 @@ impl Broker {
 
     /// Creates the cell of a new queue, with a disk store if it persists.
     pub fn new_queue(&self, mut spec: QueueSpec) -> Result<Arc<QueueCell>, StoreError> {
+        let levels = priority_levels(&spec);
         let store: Box<dyn MessageStore> = match &self.storage {
             Some(s) if spec.durable && spec.exclusive_owner.is_none() => {
                 spec.id = s.next_queue_id.fetch_add(1, Ordering::SeqCst);
-                Box::new(s.open_queue(spec.id)?)
+                s.open_queue_store(spec.id, levels)?
             }
-            Some(s) => Box::new(SpillStore::new(SpillLimits::default(), s.spill_opener())),
-            None => Box::<MemoryStore>::default(),
+            Some(s) => by_priority(levels, || {
+                Ok(Box::new(SpillStore::new(
+                    SpillLimits::default(),
+                    s.spill_opener(),
+                )))
+            })?,
+            None => by_priority(levels, || Ok(Box::<MemoryStore>::default()))?,
         };
         Ok(QueueCell::with_store(spec, store))
     }
@@ -261,12 +272,30 @@ impl Storage {
         })
     }
 
-    fn open_queue(&self, id: u64) -> Result<DiskQueueStore, StoreError> {
-        DiskQueueStore::open(
-            Arc::clone(&self.disk),
-            self.queue_dir(id),
-            Arc::clone(&self.sync),
-        )
+    /// Opens (or creates) the store of durable queue `id`: its directory,
+    /// or one subdirectory per priority level of a priority queue.
+    fn open_queue_store(
+        &self,
+        id: u64,
+        levels: Option<usize>,
+    ) -> Result<Box<dyn MessageStore>, StoreError> {
+        let dir = self.queue_dir(id);
+        let open = |dir: PathBuf| -> Result<Box<dyn MessageStore>, StoreError> {
+            Ok(Box::new(DiskQueueStore::open(
+                Arc::clone(&self.disk),
+                dir,
+                Arc::clone(&self.sync),
+            )?))
+        };
+        match levels {
+            None => open(dir),
+            Some(n) => {
+                let levels = (0..n)
+                    .map(|l| open(dir.join(format!("p{l}"))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Box::new(PriorityStore::new(levels)))
+            }
+        }
     }
 
     /// Rebuilds durable topology from saved definitions and removes the
@@ -302,10 +331,6 @@ impl Storage {
             }
             for q in &vdefs.queues {
                 live.insert(q.id);
-                let store = self.open_queue(q.id).map_err(|source| StartError::Queue {
-                    queue: q.name.clone(),
-                    source,
-                })?;
                 let spec = QueueSpec {
                     name: q.name.clone(),
                     id: q.id,
@@ -314,7 +339,13 @@ impl Storage {
                     auto_delete: q.auto_delete,
                     arguments: q.arguments.0.clone(),
                 };
-                let cell = QueueCell::with_store(spec, Box::new(store));
+                let store = self
+                    .open_queue_store(q.id, priority_levels(&spec))
+                    .map_err(|source| StartError::Queue {
+                        queue: q.name.clone(),
+                        source,
+                    })?;
+                let cell = QueueCell::with_store(spec, store);
                 info!(vhost = %vname, queue = %q.name, messages = cell.counts().0, "queue recovered");
                 topo.insert_queue(q.name.clone(), cell);
             }
@@ -340,6 +371,27 @@ impl Storage {
             }
         }
         Ok(())
+    }
+}
+
+/// The number of priority levels of a priority queue (`x-max-priority` +
+/// 1), `None` for a queue without priorities.
+fn priority_levels(spec: &QueueSpec) -> Option<usize> {
+    QueueConfig::from_arguments(&spec.name, &spec.arguments)
+        .max_priority
+        .map(|p| usize::from(p) + 1)
+}
+
+/// One store, or a [`PriorityStore`] of one per level.
+fn by_priority(
+    levels: Option<usize>,
+    mut make: impl FnMut() -> Result<Box<dyn MessageStore>, StoreError>,
+) -> Result<Box<dyn MessageStore>, StoreError> {
+    match levels {
+        None => make(),
+        Some(n) => Ok(Box::new(PriorityStore::new(
+            (0..n).map(|_| make()).collect::<Result<_, _>>()?,
+        ))),
     }
 }
 

@@ -56,6 +56,12 @@ pub enum ConnEvent {
     },
     /// The consumer's queue was deleted.
     Cancelled { consumer: Arc<Consumer> },
+    /// A direct reply for the reply consumer of `channel`.
+    Reply {
+        channel: u16,
+        token: String,
+        msg: Arc<Message>,
+    },
 }
 
 /// The output side of a connection: the write buffer and the frame size the
@@ -915,6 +921,17 @@ impl Connection {
             ConnEvent::Cancelled { consumer } => {
                 if let Some(ch) = self.channels.get_mut(consumer.channel) {
                     ch.on_queue_deleted(&consumer, self.cancel_notify, &mut self.out);
+                }
+            }
+            ConnEvent::Reply {
+                channel,
+                token,
+                msg,
+            } => {
+                if let Some(ch) = self.channels.get_mut(channel) {
+                    if self.phase == Phase::Running {
+                        ch.deliver_reply(&token, &msg, &mut self.out);
+                    }
                 }
             }
         }

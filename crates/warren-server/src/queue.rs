@@ -364,6 +364,17 @@ impl QueueCell {
         &self.spec.name
     }
 
+    /// Whether it was declared with `x-queue-type` quorum.
+    pub fn is_quorum(&self) -> bool {
+        matches!(
+            self.spec
+                .arguments
+                .get("x-queue-type")
+                .and_then(warren_protocol::FieldValue::as_bytes),
+            Some(b"quorum")
+        )
+    }
+
     /// Takes the queue's lock.
     pub fn lock(&self) -> QueueGuard<'_> {
         QueueGuard {

@@ -49,6 +49,7 @@ fn fill(store: &mut DiskQueueStore, msg: &Arc<Message>, n: u64, batch: u64) {
                 message: Arc::clone(msg),
                 redelivered: false,
                 expires_at: None,
+                delivery_count: 0,
             })
             .expect("push");
         if (seq + 1) % batch == 0 {

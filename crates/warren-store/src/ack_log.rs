@@ -47,6 +47,8 @@ pub(crate) struct RecoveredAcks {
     /// One past the largest sequence number the log mentions: new messages
     /// must start at or above it, or a stale ack could settle them.
     pub seq_floor: u64,
+    /// Delivery counts of returned messages, by sequence number.
+    pub returned: std::collections::BTreeMap<u64, u32>,
 }
 
 impl AckLog {
@@ -225,6 +227,12 @@ impl RecoveredAcks {
             AckEntry::Range(from, to) => {
                 self.acked.insert_range(from, to);
                 self.seq_floor = self.seq_floor.max(to);
+            }
+            AckEntry::Returned(seq, count) => {
+                let count = u32::try_from(count).unwrap_or(u32::MAX);
+                let slot = self.returned.entry(seq).or_default();
+                *slot = (*slot).max(count);
+                self.seq_floor = self.seq_floor.max(seq.saturating_add(1));
             }
         }
     }

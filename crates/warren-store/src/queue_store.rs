@@ -81,6 +81,9 @@ pub struct DiskQueueStore {
     /// The ack log size (in records) that triggers a compaction check.
     compact_at: u64,
     requeued: BTreeMap<u64, QueuedMessage>,
+    /// Delivery counts of messages returned after a delivery (quorum
+    /// queues), as the ack log records them.
+    delivery_counts: BTreeMap<u64, u32>,
     /// Live records ahead of the cursor, over all segments.
     unread: u64,
     cursor: Cursor,
@@ -240,6 +243,12 @@ impl DiskQueueStore {
             next_seq,
             recovered_below: next_seq,
             redelivered_below: acks.delivered_up_to,
+            delivery_counts: acks
+                .returned
+                .iter()
+                .filter(|(seq, _)| !acks.acked.contains(**seq))
+                .map(|(&seq, &n)| (seq, n))
+                .collect(),
             delivered_up_to: acks.delivered_up_to,
             staged: Vec::new(),
             staged_from: None,
@@ -358,11 +367,13 @@ impl DiskQueueStore {
         if records < self.compact_at {
             return;
         }
-        let needed = 1 + self
-            .segments
-            .iter()
-            .map(|s| s.acked.range_count() as u64)
-            .sum::<u64>();
+        let needed = 1
+            + self.delivery_counts.len() as u64
+            + self
+                .segments
+                .iter()
+                .map(|s| s.acked.range_count() as u64)
+                .sum::<u64>();
         if needed.saturating_mul(2) > records {
             self.compact_at = records.saturating_mul(2);
             return;
@@ -372,10 +383,11 @@ impl DiskQueueStore {
             segments,
             ack_log,
             delivered_up_to,
+            delivery_counts,
             ..
         } = self;
-        let entries = std::iter::once(AckEntry::DeliveredUpTo(*delivered_up_to)).chain(
-            segments.iter().flat_map(|s| {
+        let entries = std::iter::once(AckEntry::DeliveredUpTo(*delivered_up_to))
+            .chain(segments.iter().flat_map(|s| {
                 s.acked.ranges().map(|(from, to)| {
                     if to == from.saturating_add(1) {
                         AckEntry::Ack(from)
@@ -383,8 +395,12 @@ impl DiskQueueStore {
                         AckEntry::Range(from, to)
                     }
                 })
-            }),
-        );
+            }))
+            .chain(
+                delivery_counts
+                    .iter()
+                    .map(|(&seq, &n)| AckEntry::Returned(seq, n.into())),
+            );
         match ack_log.rewrite(&**disk, entries) {
             Ok(()) => {
                 self.compact_at = needed
@@ -733,15 +749,22 @@ impl MessageStore for DiskQueueStore {
                 message: Arc::new(message),
                 redelivered: seq < self.redelivered_below,
                 expires_at: rec.layout.expires_at,
+                delivery_count: self.delivery_counts.get(&seq).copied().unwrap_or(0),
             }));
         }
         Ok(None)
     }
 
     fn requeue(&mut self, msg: QueuedMessage) {
-        if !self.destroyed {
-            self.requeued.insert(msg.seq, msg);
+        if self.destroyed {
+            return;
         }
+        if msg.delivery_count > self.delivery_counts.get(&msg.seq).copied().unwrap_or(0) {
+            self.delivery_counts.insert(msg.seq, msg.delivery_count);
+            self.acks_staged
+                .push(AckEntry::Returned(msg.seq, msg.delivery_count.into()));
+        }
+        self.requeued.insert(msg.seq, msg);
     }
 
     fn ack(&mut self, msg: &QueuedMessage) -> Result<(), StoreError> {
@@ -757,6 +780,7 @@ impl MessageStore for DiskQueueStore {
         }
         self.stage_ack(seq);
         self.requeued.remove(&seq);
+        self.delivery_counts.remove(&seq);
         // Normally only delivered messages are acked; one the cursor has not
         // reached yet leaves the ready count too.
         let was_dropped = !msg.message.persistent && seq < self.recovered_below;
@@ -788,6 +812,12 @@ impl MessageStore for DiskQueueStore {
             .map(|&seq| AckEntry::Ack(seq))
             .collect();
         let range = (self.unread > 0).then_some((self.read_floor, self.next_seq));
+        // Purged messages need their delivery counts no more; delivered
+        // ones keep theirs.
+        let floor = range.map_or(u64::MAX, |r| r.0);
+        let requeued = &self.requeued;
+        self.delivery_counts
+            .retain(|seq, _| *seq < floor && !requeued.contains_key(seq));
         if let Some((from, to)) = range {
             entries.push(AckEntry::Range(from, to));
         }

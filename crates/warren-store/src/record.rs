@@ -32,6 +32,7 @@ pub(crate) const ACK_RECORD_LEN: usize = 21;
 const ACK_KIND_ACK: u8 = 1;
 const ACK_KIND_DELIVERED: u8 = 2;
 const ACK_KIND_RANGE: u8 = 3;
+const ACK_KIND_RETURNED: u8 = 4;
 
 /// A record that cannot be written or read back.
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +219,9 @@ pub(crate) enum AckEntry {
     DeliveredUpTo(u64),
     /// Every message in `[from, to)` is settled (purge).
     Range(u64, u64),
+    /// Message `seq` has been returned to the queue this many times after
+    /// deliveries (a quorum queue's delivery count).
+    Returned(u64, u64),
 }
 
 impl AckEntry {
@@ -226,6 +230,7 @@ impl AckEntry {
             AckEntry::Ack(seq) => (ACK_KIND_ACK, seq, 0),
             AckEntry::DeliveredUpTo(seq) => (ACK_KIND_DELIVERED, seq, 0),
             AckEntry::Range(from, to) => (ACK_KIND_RANGE, from, to),
+            AckEntry::Returned(seq, count) => (ACK_KIND_RETURNED, seq, count),
         };
         let mut r = [0u8; ACK_RECORD_LEN];
         r[0] = kind;
@@ -247,6 +252,7 @@ impl AckEntry {
             ACK_KIND_DELIVERED => Ok(AckEntry::DeliveredUpTo(a)),
             ACK_KIND_RANGE if a <= b => Ok(AckEntry::Range(a, b)),
             ACK_KIND_RANGE => Err(RecordError::Malformed("empty ack range")),
+            ACK_KIND_RETURNED => Ok(AckEntry::Returned(a, b)),
             _ => Err(RecordError::Malformed("unknown ack record kind")),
         }
     }
@@ -337,6 +343,7 @@ mod tests {
             AckEntry::Ack(5),
             AckEntry::DeliveredUpTo(9),
             AckEntry::Range(3, 77),
+            AckEntry::Returned(4, 2),
         ] {
             let r = e.encode();
             assert_eq!(AckEntry::decode(&r).unwrap(), e);

@@ -21,6 +21,16 @@ pub enum Overflow {
     RejectPublishDlx,
 }
 
+/// `x-queue-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueKind {
+    #[default]
+    Classic,
+    /// Quorum rules on one node: durable, not exclusive, delivery counts
+    /// and an optional delivery limit.
+    Quorum,
+}
+
 /// A queue's behaviour as its arguments configure it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueConfig {
@@ -42,6 +52,12 @@ pub struct QueueConfig {
     pub overflow: Overflow,
     /// `x-single-active-consumer`.
     pub single_active_consumer: bool,
+    /// `x-max-priority`: the highest message priority told apart.
+    pub max_priority: Option<u8>,
+    pub kind: QueueKind,
+    /// `x-delivery-limit` (quorum): a message returned more often than
+    /// this is dead-lettered (reason `delivery_limit`).
+    pub delivery_limit: Option<u64>,
 }
 
 fn integer(args: &FieldTable, key: &str) -> Option<u64> {
@@ -74,11 +90,22 @@ impl QueueConfig {
             max_length: integer(args, "x-max-length"),
             max_length_bytes: integer(args, "x-max-length-bytes"),
             overflow,
+            max_priority: integer(args, "x-max-priority").map(|p| p.min(255) as u8),
+            kind: match args.get("x-queue-type").and_then(FieldValue::as_bytes) {
+                Some(b"quorum") => QueueKind::Quorum,
+                _ => QueueKind::Classic,
+            },
+            delivery_limit: integer(args, "x-delivery-limit"),
             single_active_consumer: args
                 .get("x-single-active-consumer")
                 .and_then(FieldValue::as_bool)
                 .unwrap_or(false),
         }
+    }
+
+    /// Whether the queue counts deliveries (quorum queues do).
+    pub fn counts_deliveries(&self) -> bool {
+        self.kind == QueueKind::Quorum
     }
 
     /// Whether either length limit is set.

@@ -304,6 +304,7 @@ impl<C: Clone> QueueState<C> {
                     },
                 );
             }
+            let msg = self.as_delivered(msg);
             fx.deliveries.push((handle, msg));
         }
         if let Err(err) = self.expire(now, true, fx) {
@@ -337,9 +338,12 @@ impl<C: Clone> QueueState<C> {
             } else {
                 self.store.ack(msg)?;
             }
+            // What expired behind it is now at the head: dropped before
+            // get-ok counts what remains, as in RabbitMQ.
+            self.expire(now, true, fx)?;
         }
         self.schedule(fx);
-        Ok(got.map(|m| (m, self.ready_count() as u32)))
+        Ok(got.map(|m| (self.as_delivered(m), self.ready_count() as u32)))
     }
 
     /// basic.consume. The caller checked exclusivity
@@ -392,12 +396,25 @@ impl<C: Clone> QueueState<C> {
         if let Some(id) = co.consumer {
             self.consumers.settled(id);
         }
-        if requeue {
-            self.return_to_ready(co.msg, true);
+        if !requeue {
+            self.store.ack(&co.msg)?;
+            self.dead_letter(co.msg.message, Reason::Rejected, fx);
             return Ok(());
         }
-        self.store.ack(&co.msg)?;
-        self.dead_letter(co.msg.message, Reason::Rejected, fx);
+        let mut msg = co.msg;
+        if self.config.counts_deliveries() {
+            msg.delivery_count = msg.delivery_count.saturating_add(1);
+            if self
+                .config
+                .delivery_limit
+                .is_some_and(|limit| u64::from(msg.delivery_count) > limit)
+            {
+                self.store.ack(&msg)?;
+                self.dead_letter(msg.message, Reason::DeliveryLimit, fx);
+                return Ok(());
+            }
+        }
+        self.return_to_ready(msg, true);
         Ok(())
     }
 
@@ -470,6 +487,15 @@ impl<C: Clone> QueueState<C> {
             (a, b) => a.or(b),
         };
         let expires_at = ttl.map(|t| now.saturating_add(t));
+        if self.config.max_priority.is_some() {
+            // A new message may outrank the one in the head slot.
+            if let Some(head) = self.head.take() {
+                if head.expires_at.is_some() {
+                    self.may_expire += 1;
+                }
+                self.store.requeue(head);
+            }
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         let bytes = message.body_size();
@@ -478,6 +504,7 @@ impl<C: Clone> QueueState<C> {
             message,
             redelivered: false,
             expires_at,
+            delivery_count: 0,
         })?;
         self.ready_bytes += bytes;
         if expires_at.is_some() {
@@ -583,6 +610,15 @@ impl<C: Clone> QueueState<C> {
             self.may_expire += 1;
         }
         self.store.requeue(msg);
+    }
+
+    /// The message as a consumer sees it: a quorum queue adds its delivery
+    /// count to the headers.
+    fn as_delivered(&self, mut msg: QueuedMessage) -> QueuedMessage {
+        if self.config.counts_deliveries() {
+            msg.message = msg.message.with_delivery_count(msg.delivery_count);
+        }
+        msg
     }
 
     fn dead_letter(&mut self, msg: Arc<Message>, reason: Reason, fx: &mut Effects<C>) {

@@ -146,7 +146,8 @@ fn an_expired_message_behind_a_live_one_waits_for_the_head_and_is_never_delivere
     q.tick(50, |_| true, &mut fx);
     assert_eq!(q.ready_count(), 2, "only the head expires, as in RabbitMQ");
     let (live, left) = q.get(50, false, &mut fx).unwrap().unwrap();
-    assert_eq!((body(&live), left), (b"live".as_slice(), 1));
+    // The expired one reached the head and went before get-ok counted.
+    assert_eq!((body(&live), left), (b"live".as_slice(), 0));
     assert!(q.get(50, false, &mut fx).unwrap().is_none());
     assert!(
         fx.dead_letters.is_empty(),
@@ -247,6 +248,33 @@ fn reject_publish_refuses_while_full_and_the_dlx_variant_dead_letters() {
         assert_eq!(fx.dead_letters.len(), dead_letters);
         assert_eq!(q.ready_count(), 1);
     }
+}
+
+#[test]
+fn a_quorum_queue_counts_returns_and_dead_letters_past_its_delivery_limit() {
+    let mut q = queue(&[
+        ("x-queue-type", s("quorum")),
+        ("x-delivery-limit", FieldValue::I32(2)),
+        ("x-dead-letter-exchange", s("")),
+    ]);
+    publish(&mut q, 0, &["poison"]);
+    let mut fx = Effects::default();
+    let mut counts = Vec::new();
+    for _ in 0..4 {
+        let Some((m, _)) = q.get(0, true, &mut fx).unwrap() else {
+            break;
+        };
+        let h = m.message.headers.as_ref().unwrap();
+        counts.push(h.get("x-delivery-count").and_then(FieldValue::as_i64));
+        q.reject(m.seq, true, &mut fx).unwrap();
+    }
+    assert_eq!(counts, vec![Some(0), Some(1), Some(2)]);
+    assert_eq!(
+        dead(&fx),
+        vec![(b"poison".as_slice(), Reason::DeliveryLimit)]
+    );
+    let dead_headers = fx.dead_letters[0].0.headers.as_ref();
+    assert!(dead_headers.is_none_or(|h| h.get("x-delivery-count").is_none()));
 }
 
 #[test]
@@ -392,6 +420,8 @@ proptest! {
                         if ack {
                             m.out.push((w.0, w.1, w.2, 0));
                         }
+                        m.expire(now, true);
+                        prop_assert_eq!(g.1 as usize, m.ready.len());
                     }
                 }
                 Cmd::Ack(pick) => {

@@ -83,6 +83,7 @@ pub fn queued(seq: u64, message: Arc<Message>) -> QueuedMessage {
         redelivered: false,
         // Every third message carries a deadline, which must round-trip.
         expires_at: seq.is_multiple_of(3).then_some(1_700_000_000_000 + seq),
+        delivery_count: 0,
     }
 }
 

@@ -23,6 +23,11 @@ use warren_protocol::{
     ReplyCode, TxCommitOk, TxRollbackOk, TxSelectOk, BASIC_CLASS_ID,
 };
 
+mod reply_to;
+
+pub use reply_to::ReplyRegistry;
+use reply_to::{reply_token, ReplyConsumer, REPLY_QUEUE};
+
 use crate::connection::{ConnCtx, Out};
 use crate::lifecycle::DeleteWhen;
 use crate::queue::{consumer_spec, ChannelLimit, Consumer, Enqueued, QueueCell, QueueSpec, Settle};
@@ -97,6 +102,8 @@ pub struct Channel {
     confirm: Option<Confirms>,
     tx: Option<TxBuffer>,
     last_queue: Option<String>,
+    /// The direct reply-to consumer, if any.
+    reply: Option<ReplyConsumer>,
 }
 
 fn locked(q: &QueueCell, vhost: &str) -> AmqpError {
@@ -257,6 +264,7 @@ impl Channel {
             confirm: None,
             tx: None,
             last_queue: None,
+            reply: None,
         }
     }
 
@@ -305,11 +313,11 @@ impl Channel {
         ctx: &mut ConnCtx,
         out: &mut Out,
     ) -> Result<(), AmqpError> {
-        let Some(p) = self.pending.as_mut().filter(|p| p.header.is_none()) else {
+        if self.pending.as_ref().is_none_or(|p| p.header.is_some()) {
             return Err(AmqpError::unexpected_frame(
                 "expected method frame, got non method frame instead",
             ));
-        };
+        }
         if h.class_id != BASIC_CLASS_ID {
             return Err(AmqpError::unexpected_frame(format!(
                 "expected content header for class {BASIC_CLASS_ID}, got one for class {} instead",
@@ -326,15 +334,29 @@ impl Channel {
         }
         let props = PropertiesRef::decode(&h.properties)
             .map_err(|e| AmqpError::frame_error(format!("cannot decode content header: {e}")))?;
-        let refused = check_properties(&props, &ctx.user).err();
+        let mut refused = None;
+        let mut rewritten = None;
+        if props.reply_to == Some(REPLY_QUEUE.as_bytes()) {
+            match self.rewrite_reply_to(&h.properties) {
+                Ok(r) => rewritten = Some(r),
+                Err(e) => refused = Some(e),
+            }
+        }
+        if refused.is_none() {
+            refused = check_properties(&props, &ctx.user).err();
+        }
         let persistent = props.is_persistent();
         let expiration = props
             .expiration
             .and_then(warren_core::message::parse_expiration);
         let priority = props.priority.unwrap_or(0);
         let headers = props.headers;
+        let raw = rewritten.unwrap_or(h.properties);
+        let Some(p) = self.pending.as_mut() else {
+            return Ok(());
+        };
         p.header = Some(Header {
-            raw: h.properties,
+            raw,
             persistent,
             headers,
             expiration,
@@ -399,6 +421,8 @@ impl Channel {
         };
         let publish = p.publish;
         if let Some(refused) = header.refused {
+            // As RabbitMQ: a missing exchange is named before any property.
+            ctx.vhost.read().check_publishable(&publish.exchange)?;
             return Err(refused);
         }
         let mandatory = publish.mandatory;
@@ -445,6 +469,17 @@ impl Channel {
     ) -> Result<(), AmqpError> {
         let targets = &mut ctx.route_buf;
         targets.clear();
+        if let Some(token) = reply_token(&msg.exchange, &msg.routing_key) {
+            // A direct reply: no queue; to a gone requester it is dropped.
+            // RabbitMQ never counts it as routed, so a mandatory one comes
+            // back as well.
+            ctx.vhost.read().check_publishable(&msg.exchange)?;
+            ctx.broker.replies.deliver(token, msg);
+            if mandatory {
+                self.return_unroutable(out, msg);
+            }
+            return Ok(());
+        }
         {
             let topo = ctx.vhost.read();
             topo.check_publishable(&msg.exchange)?;
@@ -456,18 +491,23 @@ impl Channel {
             );
         }
         if targets.is_empty() && mandatory {
-            out.content(
-                self.id,
-                BasicReturn {
-                    reply_code: ReplyCode::NoRoute.code(),
-                    reply_text: "NO_ROUTE".into(),
-                    exchange: msg.exchange.clone(),
-                    routing_key: msg.routing_key.clone(),
-                },
-                msg,
-            );
+            self.return_unroutable(out, msg);
         }
         Ok(())
+    }
+
+    /// basic.return of a mandatory message that reached no queue.
+    fn return_unroutable(&self, out: &mut Out, msg: &Message) {
+        out.content(
+            self.id,
+            BasicReturn {
+                reply_code: ReplyCode::NoRoute.code(),
+                reply_text: "NO_ROUTE".into(),
+                exchange: msg.exchange.clone(),
+                routing_key: msg.routing_key.clone(),
+            },
+            msg,
+        );
     }
 
     /// Records the outcome of a staged publish for its confirm: the sync
@@ -634,6 +674,7 @@ impl Channel {
     /// Cancels consumers and requeues unacked messages (idempotent).
     fn release(&mut self, ctx: &mut ConnCtx) {
         self.pending = None;
+        self.release_replies(ctx);
         for (_, c) in self.consumers.drain() {
             detach_consumer(ctx, &c);
         }
@@ -877,6 +918,8 @@ impl Channel {
             Method::BasicCancel(m) => {
                 if let Some(c) = self.consumers.remove(&m.consumer_tag) {
                     detach_consumer(ctx, &c);
+                } else {
+                    self.cancel_replies(&m.consumer_tag, ctx);
                 }
                 if !m.nowait {
                     out.method(
@@ -1056,8 +1099,18 @@ impl Channel {
         } else {
             strip_cr_lf(m.queue.clone())
         };
+        if name.starts_with(REPLY_QUEUE) {
+            return self.declare_reply_queue(&name, m.nowait, ctx, out);
+        }
         if !m.passive {
-            validate_queue_args(&name, &vhost, m.durable, m.exclusive, &m.arguments)?;
+            validate_queue_args(
+                &name,
+                &vhost,
+                m.durable,
+                m.exclusive,
+                m.auto_delete,
+                &m.arguments,
+            )?;
         }
         let existing = ctx.vhost.read().queue(&name).cloned();
         let q = match existing {
@@ -1135,8 +1188,28 @@ impl Channel {
         ctx: &mut ConnCtx,
         out: &mut Out,
     ) -> Result<(), AmqpError> {
+        if m.queue == REPLY_QUEUE {
+            let tag = if m.consumer_tag.is_empty() {
+                names::generate("amq.ctag-", || fastrand::u64(..))
+            } else {
+                m.consumer_tag.clone()
+            };
+            if self.consumers.contains_key(&tag) {
+                return Err(AmqpError::not_allowed(format!(
+                    "attempt to reuse consumer tag '{tag}'"
+                )));
+            }
+            return self.consume_replies(tag, m.no_ack, m.nowait, ctx, out);
+        }
         let q = find_queue(ctx, &self.queue_name(&m.queue)?)?;
         validate_consumer_args(q.name(), &ctx.vhost_name, &m.arguments)?;
+        if q.is_quorum() && self.limit.global_prefetch.load(Ordering::SeqCst) != 0 {
+            return Err(AmqpError::not_implemented(format!(
+                "queue '{}' in vhost '{}' does not support global qos",
+                q.name(),
+                ctx.vhost_name
+            )));
+        }
         let tag = if m.consumer_tag.is_empty() {
             names::generate("amq.ctag-", || fastrand::u64(..))
         } else {
@@ -1219,19 +1292,11 @@ fn check_properties(props: &PropertiesRef<'_>, user: &str) -> Result<(), AmqpErr
         }
     }
     if let Some(exp) = props.expiration {
-        let exp = text(exp);
-        match exp.parse::<i64>() {
-            Ok(n) if n < 0 => {
-                return Err(AmqpError::precondition_failed(format!(
-                    "invalid expiration '{exp}': {{value_negative,{n}}}"
-                )))
-            }
-            Ok(_) => {}
-            Err(_) => {
-                return Err(AmqpError::precondition_failed(format!(
-                    "invalid expiration '{exp}': no_integer"
-                )))
-            }
+        if let Err(why) = warren_core::arguments::check_expiration(exp) {
+            return Err(AmqpError::precondition_failed(format!(
+                "invalid expiration '{}': {why}",
+                text(exp)
+            )));
         }
     }
     match props.delivery_mode {
