@@ -105,6 +105,7 @@ pub fn dead_letter(
             );
         }
         Some(deaths) => {
+            let deaths = regroup(deaths);
             let is_this = |d: &FieldValue| match d {
                 FieldValue::Table(t) => {
                     text_of(t.get("queue")) == Some(queue.as_bytes())
@@ -150,8 +151,58 @@ pub fn dead_letter(
         headers: props.headers,
         expiration: None,
         priority: msg.priority,
+        // The BCC keys route the copy unless a new routing key replaces
+        // them all.
+        bcc: if target.routing_key.is_some() {
+            Vec::new()
+        } else {
+            msg.bcc.clone()
+        },
         body: msg.body.clone(),
     })
+}
+
+/// The (queue, reason) of an `x-death` entry.
+fn death_key(d: &FieldValue) -> Option<(&[u8], &[u8])> {
+    match d {
+        FieldValue::Table(t) => Some((text_of(t.get("queue"))?, text_of(t.get("reason"))?)),
+        _ => None,
+    }
+}
+
+/// RabbitMQ's regrouping of an `x-death` history of two entries or more
+/// before a new death is written: one entry per (queue, reason), the first
+/// of each kept (given a count if it had none: how many there were), and,
+/// as its fold builds the list by prepending, in reverse order. So three
+/// different deaths do not read most recent first: q1, q2, then q3 gives
+/// [q3, q1, q2], exactly as RabbitMQ 3.10 writes it.
+fn regroup(deaths: Vec<FieldValue>) -> Vec<FieldValue> {
+    if deaths.len() < 2 {
+        return deaths;
+    }
+    let mut grouped: Vec<FieldValue> = Vec::with_capacity(deaths.len());
+    let mut seen: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for d in &deaths {
+        let Some((q, r)) = death_key(d) else {
+            continue;
+        };
+        if seen.iter().any(|(sq, sr)| sq == q && sr == r) {
+            continue;
+        }
+        seen.push((q.to_vec(), r.to_vec()));
+        let same = deaths
+            .iter()
+            .filter(|x| death_key(x) == Some((q, r)))
+            .count();
+        let mut entry = d.clone();
+        if let FieldValue::Table(t) = &mut entry {
+            if t.get("count").is_none() {
+                t.0.insert(0, ("count".to_string(), FieldValue::I64(same as i64)));
+            }
+        }
+        grouped.insert(0, entry);
+    }
+    grouped
 }
 
 /// Whether a dead letter routed to `queue` would close a fully automatic
@@ -302,6 +353,27 @@ mod tests {
         let h = d.headers.as_ref().unwrap();
         assert_eq!(h.get("x-first-death-reason"), Some(&longstr("rejected")));
         assert_eq!(h.get("x-first-death-queue"), Some(&longstr("work")));
+    }
+
+    #[test]
+    fn three_different_deaths_are_ordered_as_rabbitmq_orders_them() {
+        let m = message(BasicProperties::default());
+        let to = |q: &'static str| Target {
+            exchange: "",
+            routing_key: Some(q),
+        };
+        let d = dead_letter(&m, Reason::Rejected, "q1", &to("q2"), 0);
+        let d = dead_letter(&d, Reason::Expired, "q2", &to("q3"), 0);
+        let d = dead_letter(&d, Reason::Rejected, "q3", &to("q4"), 0);
+        let order: Vec<_> = deaths(&d)
+            .iter()
+            .map(|t| (t.get("queue").cloned(), t.get("reason").cloned()))
+            .collect();
+        let e = |q: &str, r: &str| (Some(longstr(q)), Some(longstr(r)));
+        assert_eq!(
+            order,
+            vec![e("q3", "rejected"), e("q1", "rejected"), e("q2", "expired")]
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use warren_protocol::{DecodeError, FieldTable, PropertiesRef};
+use warren_protocol::{DecodeError, FieldTable, FieldValue, PropertiesRef};
 
 /// A published message. Routed to many queues, it is one allocation shared
 /// through [`Arc`]; the body is a [`Bytes`] that usually points straight into
@@ -21,6 +21,10 @@ pub struct Message {
     pub expiration: Option<u64>,
     /// The `priority` property (0 if absent).
     pub priority: u8,
+    /// The `BCC` header's routing keys: the header is removed at publish
+    /// (no consumer sees it), but the keys still route the message, and a
+    /// dead letter of it.
+    pub bcc: Vec<String>,
     pub body: Bytes,
 }
 
@@ -52,8 +56,31 @@ impl Message {
             headers,
             expiration,
             priority,
+            bcc: Vec::new(),
             body,
         })
+    }
+
+    /// Every routing key the message is routed with: its own, then the
+    /// keys of its `CC` header and the `BCC` keys (sender-selected
+    /// distribution).
+    pub fn routing_keys(&self) -> impl Iterator<Item = &str> {
+        let cc = match self.headers.as_ref().and_then(|h| h.get("CC")) {
+            Some(FieldValue::Array(keys)) => keys.as_slice(),
+            _ => &[],
+        };
+        std::iter::once(self.routing_key.as_str())
+            .chain(
+                cc.iter()
+                    .filter_map(|k| k.as_bytes().and_then(|b| std::str::from_utf8(b).ok())),
+            )
+            .chain(self.bcc.iter().map(String::as_str))
+    }
+
+    /// Whether it routes with more than its own routing key.
+    pub fn has_extra_routing_keys(&self) -> bool {
+        !self.bcc.is_empty()
+            || matches!(self.headers.as_ref().and_then(|h| h.get("CC")), Some(FieldValue::Array(k)) if !k.is_empty())
     }
 
     pub fn body_size(&self) -> u64 {
@@ -100,6 +127,7 @@ impl Message {
             headers: props.headers,
             expiration: self.expiration,
             priority: self.priority,
+            bcc: self.bcc.clone(),
             body: self.body.clone(),
         })
     }

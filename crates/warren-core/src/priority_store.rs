@@ -129,6 +129,7 @@ mod tests {
                 headers: None,
                 expiration: None,
                 priority,
+                bcc: Vec::new(),
                 body: Bytes::from_static(b"x"),
             }),
             redelivered: false,

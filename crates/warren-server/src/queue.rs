@@ -313,7 +313,7 @@ impl Consumer {
                 self.release_unacked();
             }
             if !inner.deleted {
-                inner.queue.give_back(msg);
+                inner.queue.give_back(msg, fx);
             }
         }
     }
@@ -588,12 +588,13 @@ impl QueueCell {
                 if !exchange.is_empty() && topo.exchange(exchange).is_err() {
                     continue;
                 }
-                topo.route(
-                    &letter.exchange,
-                    &letter.routing_key,
-                    letter.headers.as_ref(),
-                    &mut |q| targets.push(Arc::clone(q)),
-                );
+                for key in letter.routing_keys() {
+                    topo.route(&letter.exchange, key, letter.headers.as_ref(), &mut |q| {
+                        if !targets.iter().any(|t| Arc::ptr_eq(t, q)) {
+                            targets.push(Arc::clone(q));
+                        }
+                    });
+                }
             }
             for q in targets.drain(..) {
                 if reason != Reason::Rejected

@@ -140,6 +140,7 @@ mod tests {
             headers: None,
             expiration: None,
             priority: 0,
+            bcc: Vec::new(),
             body: Bytes::from(n.to_string()),
         })
     }

@@ -24,6 +24,7 @@ fn message(size: usize) -> Arc<Message> {
         headers: None,
         expiration: None,
         priority: 0,
+        bcc: Vec::new(),
         body: Bytes::from(vec![0xA5; size]),
     })
 }

@@ -272,6 +272,7 @@ mod tests {
             headers: None,
             expiration: None,
             priority: 0,
+            bcc: Vec::new(),
             body: Bytes::from_static(b"hello"),
         }
     }

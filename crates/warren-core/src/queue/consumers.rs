@@ -5,8 +5,10 @@
 //! its own prefetch window is full or the caller's credit gate refuses it
 //! (channel flow, channel-wide prefetch, a connection that is behind), and
 //! a lower group is served only while every consumer of the higher groups
-//! is passed over, as RabbitMQ does. With single active consumer, only the
-//! earliest subscriber still attached is offered messages.
+//! is passed over, as RabbitMQ does. With single active consumer, one
+//! consumer is active and the only one offered messages; when it goes, the
+//! waiting consumer with the highest priority (the earliest subscriber
+//! among equals) takes over, and a newcomer never takes the queue away.
 
 use std::collections::VecDeque;
 
@@ -54,6 +56,8 @@ pub struct Consumers<C> {
     len: usize,
     next_order: u64,
     single_active: bool,
+    /// The active consumer, with single active consumer.
+    active: Option<u64>,
 }
 
 impl<C> Consumers<C> {
@@ -63,6 +67,7 @@ impl<C> Consumers<C> {
             len: 0,
             next_order: 0,
             single_active,
+            active: None,
         }
     }
 
@@ -84,6 +89,9 @@ impl<C> Consumers<C> {
         };
         self.next_order += 1;
         self.len += 1;
+        if self.single_active && self.active.is_none() {
+            self.active = Some(id);
+        }
         let at = self.groups.partition_point(|g| g.priority > spec.priority);
         match self.groups.get_mut(at) {
             Some(g) if g.priority == spec.priority => g.ring.push_back(entry),
@@ -106,6 +114,9 @@ impl<C> Consumers<C> {
                     self.groups.remove(gi);
                 }
                 self.len -= 1;
+                if self.active == Some(id) {
+                    self.active = self.successor();
+                }
                 return Some(entry.handle);
             }
         }
@@ -115,6 +126,7 @@ impl<C> Consumers<C> {
     /// Removes every consumer, returning their handles.
     pub fn take_all(&mut self) -> Vec<C> {
         self.len = 0;
+        self.active = None;
         self.groups
             .drain(..)
             .flat_map(|g| g.ring.into_iter().map(|e| e.handle))
@@ -144,10 +156,22 @@ impl<C> Consumers<C> {
         self.entries().any(|e| e.spec.exclusive)
     }
 
-    /// The consumer that single active consumer lets receive: the earliest
-    /// subscriber.
+    /// The consumer that single active consumer lets receive.
     pub fn active(&self) -> Option<u64> {
-        self.entries().min_by_key(|e| e.order).map(|e| e.id)
+        self.active
+    }
+
+    /// Who takes over from a single active consumer that went: the highest
+    /// priority, the earliest subscriber among equals (groups are ordered
+    /// by priority, so the first group holds the candidates).
+    fn successor(&self) -> Option<u64> {
+        let group = self.groups.first()?;
+        group.ring.iter().min_by_key(|e| e.order).map(|e| e.id)
+    }
+
+    /// Whether this queue has a single active consumer.
+    pub fn is_single_active(&self) -> bool {
+        self.single_active
     }
 
     /// Whether consumer `id` is offered messages now.
@@ -234,14 +258,20 @@ mod tests {
     }
 
     #[test]
-    fn single_active_consumer_is_the_earliest_subscriber() {
+    fn single_active_consumer_hands_over_by_priority_then_subscription() {
         let mut c = Consumers::new(true);
         c.add(7, 'x', spec(0, 0));
-        c.add(8, 'y', spec(10, 0));
+        c.add(8, 'y', spec(5, 0));
+        c.add(9, 'z', spec(10, 0));
+        c.add(10, 'w', spec(10, 0));
+        // A higher priority does not take the queue from the active one.
         assert_eq!(c.next(|_| true).map(|x| x.1), Some('x'));
         assert_eq!(c.next(|h| *h != 'x'), None);
         c.remove(7);
-        assert_eq!(c.next(|_| true).map(|x| x.1), Some('y'));
+        assert_eq!(c.next(|_| true).map(|x| x.1), Some('z'));
+        c.remove(9);
+        assert!(c.is_active(10));
+        c.remove(10);
         assert!(c.is_active(8));
     }
 }

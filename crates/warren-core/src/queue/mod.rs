@@ -183,6 +183,12 @@ impl<C: Clone> QueueState<C> {
         self.consumers.any_exclusive()
     }
 
+    /// Whether basic.consume with `exclusive` must be refused: the queue
+    /// has consumers, or single active consumer (RabbitMQ refuses both).
+    pub fn refuses_exclusive_consumer(&self) -> bool {
+        !self.consumers.is_empty() || self.consumers.is_single_active()
+    }
+
     /// The checked-out message `seq`, if it is.
     pub fn checked_out(&self, seq: u64) -> Option<&CheckedOut> {
         self.checked_out.get(&seq)
@@ -415,19 +421,22 @@ impl<C: Clone> QueueState<C> {
             }
         }
         self.return_to_ready(msg, true);
+        // Back at the head, it may take the queue past a length limit.
+        self.drop_over_limit(fx);
         Ok(())
     }
 
     /// Takes back a delivery that never reached its consumer (the
     /// connection went away before sending it): ready again, its
     /// redelivered flag as it was.
-    pub fn give_back(&mut self, msg: QueuedMessage) {
+    pub fn give_back(&mut self, msg: QueuedMessage, fx: &mut Effects<C>) {
         if let Some(co) = self.checked_out.remove(&msg.seq) {
             if let Some(id) = co.consumer {
                 self.consumers.settled(id);
             }
         }
         self.return_to_ready(msg, false);
+        self.drop_over_limit(fx);
     }
 
     /// Drops every ready message, returning how many there were.

@@ -51,6 +51,8 @@ struct Header {
     headers: Option<FieldTable>,
     expiration: Option<u64>,
     priority: u8,
+    /// The `BCC` header's keys (the header itself was removed).
+    bcc: Vec<String>,
     body_size: u64,
     /// Why the publish is refused (reported once the body is in).
     refused: Option<AmqpError>,
@@ -350,8 +352,16 @@ impl Channel {
             .expiration
             .and_then(warren_core::message::parse_expiration);
         let priority = props.priority.unwrap_or(0);
-        let headers = props.headers;
-        let raw = rewritten.unwrap_or(h.properties);
+        let mut headers = props.headers;
+        let mut raw = rewritten.unwrap_or(h.properties);
+        let mut bcc = Vec::new();
+        if headers.as_ref().is_some_and(|h| h.get("BCC").is_some()) {
+            // Sender-selected distribution: BCC routes but is not delivered.
+            (raw, bcc) = strip_bcc(&raw);
+            if let Some(h) = headers.as_mut() {
+                h.0.retain(|(k, _)| k != "BCC");
+            }
+        }
         let Some(p) = self.pending.as_mut() else {
             return Ok(());
         };
@@ -361,6 +371,7 @@ impl Channel {
             headers,
             expiration,
             priority,
+            bcc,
             body_size: h.body_size,
             refused,
         });
@@ -434,6 +445,7 @@ impl Channel {
             headers: header.headers,
             expiration: header.expiration,
             priority: header.priority,
+            bcc: header.bcc,
             body,
         });
         if let Some(tx) = self.tx.as_mut() {
@@ -483,12 +495,22 @@ impl Channel {
         {
             let topo = ctx.vhost.read();
             topo.check_publishable(&msg.exchange)?;
-            topo.route(
-                &msg.exchange,
-                &msg.routing_key,
-                msg.headers.as_ref(),
-                &mut |q| targets.push(Arc::clone(q)),
-            );
+            if msg.has_extra_routing_keys() {
+                for key in msg.routing_keys() {
+                    topo.route(&msg.exchange, key, msg.headers.as_ref(), &mut |q| {
+                        if !targets.iter().any(|t| Arc::ptr_eq(t, q)) {
+                            targets.push(Arc::clone(q));
+                        }
+                    });
+                }
+            } else {
+                topo.route(
+                    &msg.exchange,
+                    &msg.routing_key,
+                    msg.headers.as_ref(),
+                    &mut |q| targets.push(Arc::clone(q)),
+                );
+            }
         }
         if targets.is_empty() && mandatory {
             self.return_unroutable(out, msg);
@@ -1244,7 +1266,7 @@ impl Channel {
         // frame: consume-ok still goes out first.
         let added = q.run(|inner, now, _| {
             let exclusive_taken = inner.queue.has_exclusive_consumer();
-            if exclusive_taken || (m.exclusive && inner.queue.consumer_count() > 0) {
+            if exclusive_taken || (m.exclusive && inner.queue.refuses_exclusive_consumer()) {
                 return false;
             }
             inner
@@ -1305,6 +1327,28 @@ fn check_properties(props: &PropertiesRef<'_>, user: &str) -> Result<(), AmqpErr
             "invalid message: {{delivery_mode_unknown,{other}}}"
         ))),
     }
+}
+
+/// Removes the `BCC` header from raw properties, returning them and the
+/// header's routing keys.
+fn strip_bcc(raw: &Bytes) -> (Bytes, Vec<String>) {
+    let Ok(mut props) = warren_protocol::BasicProperties::decode(raw) else {
+        return (raw.clone(), Vec::new());
+    };
+    let mut keys = Vec::new();
+    if let Some(h) = props.headers.as_mut() {
+        if let Some(warren_protocol::FieldValue::Array(values)) = h.get("BCC") {
+            keys = values
+                .iter()
+                .filter_map(|v| v.as_bytes())
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect();
+        }
+        h.0.retain(|(k, _)| k != "BCC");
+    }
+    let mut buf = BytesMut::with_capacity(raw.len());
+    props.encode(&mut buf);
+    (buf.freeze(), keys)
 }
 
 /// Names arrive with CR and LF removed, as RabbitMQ strips them.
