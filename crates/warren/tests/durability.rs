@@ -439,3 +439,62 @@ async fn a_full_disk_nacks_publishes_and_loses_nothing_confirmed() {
     drop(b);
     drop(fs);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_whose_store_write_fails_gets_no_commit_ok() {
+    let Some(fs) = TinyFs::mount("4m") else {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    };
+    let dir = fs.0.join("data");
+    let b = Broker::start_with(&dir, &["--disk-free-limit", "0"]);
+    let (_conn, ch) = connect(&b).await;
+    ch.queue_declare("full", durable(), FieldTable::default())
+        .await
+        .unwrap();
+    // Fill the disk until a confirmed publish is nacked.
+    ch.confirm_select(Default::default()).await.unwrap();
+    let mut filled = false;
+    for id in 0..12_000u32 {
+        let confirm = ch
+            .basic_publish(
+                "",
+                "full",
+                Default::default(),
+                &body(id, 1000),
+                persistent(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        if !confirm.is_ack() {
+            filled = true;
+            break;
+        }
+    }
+    assert!(filled, "the disk never filled");
+    let (conn, tx) = connect(&b).await;
+    tx.tx_select().await.unwrap();
+    for id in 0..20u32 {
+        tx.basic_publish(
+            "",
+            "full",
+            Default::default(),
+            &body(id, 1000),
+            persistent(),
+        )
+        .await
+        .unwrap();
+    }
+    let err = within(tx.tx_commit())
+        .await
+        .expect_err("commit-ok on a failed write");
+    assert!(
+        matches!(err, lapin::Error::ProtocolError(ref e) if e.get_id() == 541),
+        "{err:?}"
+    );
+    assert!(!conn.status().connected());
+    drop(b);
+    drop(fs);
+}

@@ -10,13 +10,19 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::process::{temp_dir, Broker};
-use common::within;
+use common::{within, TestServer};
+use futures_util::StreamExt;
 use lapin::options::*;
+use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
 async fn connect(b: &Broker) -> (Connection, Channel) {
-    let conn = Connection::connect(&b.uri(), ConnectionProperties::default())
+    connect_uri(&b.uri()).await
+}
+
+async fn connect_uri(uri: &str) -> (Connection, Channel) {
+    let conn = Connection::connect(uri, ConnectionProperties::default())
         .await
         .expect("connect");
     let ch = conn.create_channel().await.expect("channel");
@@ -264,4 +270,157 @@ async fn quorum_delivery_counts_survive_a_restart_and_the_limit_dead_letters() {
     );
     assert!(header(&dead.delivery, "x-delivery-count").is_none());
     assert!(get(&ch, "tasks", true).await.is_none());
+}
+
+#[tokio::test]
+async fn a_full_reject_publish_queue_nacks_and_dead_letters_only_with_dlx() {
+    let server = TestServer::start().await;
+    let (_conn, ch) = connect_uri(&server.uri()).await;
+    ch.queue_declare("dlq", Default::default(), FieldTable::default())
+        .await
+        .unwrap();
+    for (name, overflow) in [("plain", "reject-publish"), ("dlx", "reject-publish-dlx")] {
+        let args = table(&[
+            ("x-max-length", AMQPValue::LongInt(1)),
+            ("x-overflow", long_str(overflow)),
+            ("x-dead-letter-exchange", long_str("")),
+            ("x-dead-letter-routing-key", long_str("dlq")),
+        ]);
+        ch.queue_declare(name, Default::default(), args)
+            .await
+            .unwrap();
+    }
+    ch.confirm_select(Default::default()).await.unwrap();
+    let mut outcomes = Vec::new();
+    for name in ["plain", "plain", "dlx", "dlx"] {
+        let confirm = ch
+            .basic_publish(
+                "",
+                name,
+                Default::default(),
+                name.as_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        outcomes.push(matches!(confirm, Confirmation::Ack(_)));
+    }
+    assert_eq!(outcomes, vec![true, false, true, false]);
+    // Only the reject-publish-dlx refusal was dead-lettered (reason maxlen).
+    let m = get(&ch, "dlq", true).await.expect("dead letter");
+    assert_eq!(m.delivery.data, b"dlx");
+    assert_eq!(
+        header(&m.delivery, "x-first-death-reason"),
+        Some(&long_str("maxlen"))
+    );
+    assert!(get(&ch, "dlq", true).await.is_none());
+}
+
+#[tokio::test]
+async fn direct_reply_to_round_trip() {
+    let server = TestServer::start().await;
+    let (_c1, client) = connect_uri(&server.uri()).await;
+    let (_c2, service) = connect_uri(&server.uri()).await;
+    service
+        .queue_declare("rpc", Default::default(), FieldTable::default())
+        .await
+        .unwrap();
+    let mut replies = client
+        .basic_consume(
+            "amq.rabbitmq.reply-to",
+            "me",
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let request = BasicProperties::default()
+        .with_reply_to("amq.rabbitmq.reply-to".into())
+        .with_correlation_id("42".into());
+    client
+        .basic_publish("", "rpc", Default::default(), b"ping", request)
+        .await
+        .unwrap();
+    let req = loop {
+        if let Some(m) = get(&service, "rpc", true).await {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let reply_to = req
+        .delivery
+        .properties
+        .reply_to()
+        .clone()
+        .expect("reply_to");
+    assert!(reply_to.as_str().starts_with("amq.rabbitmq.reply-to."));
+    assert!(reply_to.as_str().len() > "amq.rabbitmq.reply-to.".len());
+    let props = BasicProperties::default().with_correlation_id("42".into());
+    service
+        .basic_publish("", reply_to.as_str(), Default::default(), b"pong", props)
+        .await
+        .unwrap();
+    let reply = within(replies.next())
+        .await
+        .expect("reply")
+        .expect("delivery");
+    assert_eq!(reply.data, b"pong");
+    assert_eq!(reply.routing_key.as_str(), reply_to.as_str());
+    assert_eq!(
+        reply
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.as_str()),
+        Some("42")
+    );
+}
+
+#[tokio::test]
+async fn the_higher_priority_consumer_gets_everything_while_it_has_room() {
+    let server = TestServer::start().await;
+    let (conn, ch) = connect_uri(&server.uri()).await;
+    ch.queue_declare("work", Default::default(), FieldTable::default())
+        .await
+        .unwrap();
+    let mut consumers = Vec::new();
+    for (tag, priority) in [("low", 1), ("high", 10)] {
+        let c = conn.create_channel().await.unwrap();
+        c.basic_qos(5, Default::default()).await.unwrap();
+        let args = table(&[("x-priority", AMQPValue::LongInt(priority))]);
+        let consumer = c
+            .basic_consume("work", tag, Default::default(), args)
+            .await
+            .unwrap();
+        consumers.push((c, consumer));
+    }
+    for i in 0..8u8 {
+        ch.basic_publish(
+            "",
+            "work",
+            Default::default(),
+            &[i],
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    }
+    // High takes its window of 5, the rest goes to low.
+    let (_, low) = &mut consumers[0];
+    let mut low_got = Vec::new();
+    for _ in 0..3 {
+        low_got.push(within(low.next()).await.unwrap().unwrap().data[0]);
+    }
+    let (_, high) = &mut consumers[1];
+    let mut high_got = Vec::new();
+    for _ in 0..5 {
+        high_got.push(within(high.next()).await.unwrap().unwrap().data[0]);
+    }
+    assert_eq!(high_got, vec![0, 1, 2, 3, 4]);
+    assert_eq!(low_got, vec![5, 6, 7]);
 }
