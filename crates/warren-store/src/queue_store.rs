@@ -799,6 +799,11 @@ impl MessageStore for DiskQueueStore {
         self.requeued.len() + self.unread as usize
     }
 
+    /// What recovery found (the queue counts from there).
+    fn ready_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.recovered_bytes).sum()
+    }
+
     fn purge(&mut self) -> Result<usize, StoreError> {
         if self.destroyed {
             return Ok(0);

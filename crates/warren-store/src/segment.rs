@@ -55,6 +55,9 @@ pub(crate) struct Segment {
     pub acked: SeqSet,
     /// An append failed part-way: nothing more is written here.
     pub sealed: bool,
+    /// Body bytes of the live records found at recovery (0 for a segment
+    /// created since).
+    pub recovered_bytes: u64,
 }
 
 impl Segment {
@@ -69,6 +72,7 @@ impl Segment {
             unread: 0,
             acked: SeqSet::default(),
             sealed: false,
+            recovered_bytes: 0,
         }
     }
 
@@ -139,6 +143,7 @@ impl Segment {
                         seg.last_seq = Some(seq);
                         if rec.layout.persistent && !acked.contains(seq) {
                             seg.live += 1;
+                            seg.recovered_bytes += rec.layout.body.len() as u64;
                         }
                         offset = rec.next;
                         continue;

@@ -424,3 +424,35 @@ async fn the_higher_priority_consumer_gets_everything_while_it_has_room() {
     assert_eq!(high_got, vec![0, 1, 2, 3, 4]);
     assert_eq!(low_got, vec![5, 6, 7]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_length_limit_counts_the_recovered_backlog() {
+    let dir = temp_dir("maxbytes-restart");
+    let b = Broker::start(&dir);
+    let (_conn, ch) = connect(&b).await;
+    let args = table(&[
+        ("x-max-length-bytes", AMQPValue::LongInt(10)),
+        ("x-overflow", long_str("reject-publish")),
+    ]);
+    declare_durable(&ch, "bounded", args.clone()).await;
+    ch.confirm_select(Default::default()).await.unwrap();
+    let publish = |ch: Channel| async move {
+        let confirm = ch
+            .basic_publish("", "bounded", Default::default(), b"12345", persistent())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        matches!(confirm, Confirmation::Ack(_))
+    };
+    assert!(publish(ch.clone()).await && publish(ch.clone()).await);
+    assert!(!publish(ch.clone()).await, "11 bytes would exceed 10");
+    let dir = b.kill9();
+
+    let b = Broker::start(&dir);
+    let (_conn, ch) = connect(&b).await;
+    ch.confirm_select(Default::default()).await.unwrap();
+    assert!(!publish(ch.clone()).await, "the recovered 10 bytes still count");
+    get(&ch, "bounded", true).await.expect("a recovered message");
+    assert!(publish(ch.clone()).await, "room for one again");
+}
