@@ -109,7 +109,8 @@ def test_requeue_returns_a_message_to_its_priority_position(ch, cleanup, uid):
     # requeue in reverse order; p10 stays unacked
     ch.basic_nack(tags["p5b"], requeue=True)
     ch.basic_nack(tags["p5"], requeue=True)
-    assert message_count(ch, q) == 6
+    # (RabbitMQ answers queue.declare ahead of pending acks/nacks: poll)
+    wait_count(ch, q, 6)
     got = [(b.decode(), m.redelivered) for m, _p, b in drain(ch, q)]
     assert got == [("p5", True), ("p5b", True), ("p3", False), ("p1", False), ("none", False),
                    ("p0", False)]
@@ -125,6 +126,7 @@ def test_requeue_on_channel_close_keeps_priority_order(conn, ch, cleanup, uid):
         holder.basic_get(q)
     publish_all(ch, q, [("mid2", 5), ("low2", 1)])
     holder.close()
+    wait_count(ch, q, 5)
     got = [(b.decode(), m.redelivered) for m, _p, b in drain(ch, q)]
     assert got == [("high", True), ("mid", True), ("mid2", False), ("low", True), ("low2", False)]
 
