@@ -139,3 +139,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         lines = ["<missing>"]
     for line in lines[-40:]:
         terminalreporter.write_line(re.sub(r"\x1b\[[0-9;]*m", "", line))
+
+
+@pytest.fixture
+def conn(pika_connect):
+    """One pika BlockingConnection for the test."""
+    return pika_connect()
+
+
+@pytest.fixture
+def ch(conn):
+    """A channel of ``conn`` in confirm mode: message counts are only reliable
+    for confirmed publishes."""
+    channel = conn.channel()
+    channel.confirm_delivery()
+    return channel

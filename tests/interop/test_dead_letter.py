@@ -44,18 +44,6 @@ from queue_helpers import (capture_raw_properties, drain, drain_bodies, get_wait
                            publish, pump_until, typed_headers, wait_count, wait_until)
 
 
-@pytest.fixture
-def conn(pika_connect):
-    return pika_connect()
-
-
-@pytest.fixture
-def ch(conn):
-    channel = conn.channel()
-    channel.confirm_delivery()
-    return channel
-
-
 def dlx_args(target, exchange=""):
     args = {"x-dead-letter-exchange": exchange}
     if target is not None:

@@ -36,18 +36,6 @@ from queue_helpers import (consumer_count, drain, message_count, publish, pump, 
                            wait_count)
 
 
-@pytest.fixture
-def conn(pika_connect):
-    return pika_connect()
-
-
-@pytest.fixture
-def ch(conn):
-    channel = conn.channel()
-    channel.confirm_delivery()
-    return channel
-
-
 MIXED = [("p1", 1), ("p5", 5), ("none", None), ("p10", 10), ("p3", 3), ("p0", 0), ("p5b", 5)]
 MIXED_ORDER = ["p5", "p10", "p5b", "p3", "p1", "none", "p0"]  # with x-max-priority 5
 

@@ -33,18 +33,6 @@ from queue_helpers import (drain, drain_bodies, get_wait, message_count, publish
                            pump_until, try_publish, wait_count)
 
 
-@pytest.fixture
-def conn(pika_connect):
-    return pika_connect()
-
-
-@pytest.fixture
-def ch(conn):
-    channel = conn.channel()
-    channel.confirm_delivery()
-    return channel
-
-
 def setup_queues(ch, cleanup, uid, dead_letter=True, **limits):
     """A limited queue (dead-lettering into a '.dead' queue unless told
     otherwise): (queue, dead) names; dead is None without dead-lettering."""

@@ -32,18 +32,6 @@ from queue_helpers import (drain, drain_bodies, get_wait, message_count, publish
                            pump_until, wait_count, wait_until)
 
 
-@pytest.fixture
-def conn(pika_connect):
-    return pika_connect()
-
-
-@pytest.fixture
-def ch(conn):
-    channel = conn.channel()
-    channel.confirm_delivery()  # counts are only reliable for confirmed publishes
-    return channel
-
-
 def dead_letter_target(ch, cleanup, uid):
     """A queue to dead-letter into via the default exchange: (name, source args)."""
     dead = cleanup.queue(f"{uid}.dead")
