@@ -452,7 +452,12 @@ async fn a_length_limit_counts_the_recovered_backlog() {
     let b = Broker::start(&dir);
     let (_conn, ch) = connect(&b).await;
     ch.confirm_select(Default::default()).await.unwrap();
-    assert!(!publish(ch.clone()).await, "the recovered 10 bytes still count");
-    get(&ch, "bounded", true).await.expect("a recovered message");
+    assert!(
+        !publish(ch.clone()).await,
+        "the recovered 10 bytes still count"
+    );
+    get(&ch, "bounded", true)
+        .await
+        .expect("a recovered message");
     assert!(publish(ch.clone()).await, "room for one again");
 }
