@@ -15,7 +15,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use warren_core::exchange::ExchangeSpec;
 use warren_core::{
-    Destination, ExchangeKind, MemoryStore, MessageStore, PriorityStore, QueueConfig, StoreError,
+    queue::QueueKind, Destination, ExchangeKind, MemoryStore, MessageStore, PriorityStore,
+    QueueConfig, StoreError,
     SyncTicket, VirtualHost,
 };
 use warren_store::{
@@ -202,7 +203,7 @@ impl Broker {
         let store: Box<dyn MessageStore> = match &self.storage {
             Some(s) if spec.durable && spec.exclusive_owner.is_none() => {
                 spec.id = s.next_queue_id.fetch_add(1, Ordering::SeqCst);
-                s.open_queue_store(spec.id, levels)?
+                s.open_queue_store(spec.id, levels, is_quorum(&spec))?
             }
             Some(s) => by_priority(levels, || {
                 Ok(Box::new(SpillStore::new(
@@ -273,18 +274,25 @@ impl Storage {
     }
 
     /// Opens (or creates) the store of durable queue `id`: its directory,
-    /// or one subdirectory per priority level of a priority queue.
+    /// or one subdirectory per priority level of a priority queue. A
+    /// quorum queue's store keeps every message across a restart.
     fn open_queue_store(
         &self,
         id: u64,
         levels: Option<usize>,
+        quorum: bool,
     ) -> Result<Box<dyn MessageStore>, StoreError> {
         let dir = self.queue_dir(id);
+        let options = StoreOptions {
+            persist_all: quorum,
+            ..StoreOptions::default()
+        };
         let open = |dir: PathBuf| -> Result<Box<dyn MessageStore>, StoreError> {
-            Ok(Box::new(DiskQueueStore::open(
+            Ok(Box::new(DiskQueueStore::open_with_options(
                 Arc::clone(&self.disk),
                 dir,
                 Arc::clone(&self.sync),
+                options.clone(),
             )?))
         };
         match levels {
@@ -340,7 +348,7 @@ impl Storage {
                     arguments: q.arguments.0.clone(),
                 };
                 let store = self
-                    .open_queue_store(q.id, priority_levels(&spec))
+                    .open_queue_store(q.id, priority_levels(&spec), is_quorum(&spec))
                     .map_err(|source| StartError::Queue {
                         queue: q.name.clone(),
                         source,
@@ -380,6 +388,10 @@ fn priority_levels(spec: &QueueSpec) -> Option<usize> {
     QueueConfig::from_arguments(&spec.name, &spec.arguments)
         .max_priority
         .map(|p| usize::from(p) + 1)
+}
+
+fn is_quorum(spec: &QueueSpec) -> bool {
+    QueueConfig::from_arguments(&spec.name, &spec.arguments).kind == QueueKind::Quorum
 }
 
 /// One store, or a [`PriorityStore`] of one per level.

@@ -25,7 +25,9 @@ use warren_protocol::DecodeError;
 
 use crate::ack_log::AckLog;
 use crate::disk::{Disk, DiskFile};
-use crate::record::{encode_message, file_header, AckEntry, FILE_HEADER_LEN, SEGMENT_MAGIC};
+use crate::record::{
+    encode_message, file_header, AckEntry, Stored, FILE_HEADER_LEN, SEGMENT_MAGIC,
+};
 use crate::segment::{
     parse_segment_file_name, segment_file_name, ChunkRead, ChunkReader, RawRecord, Segment,
 };
@@ -54,6 +56,9 @@ pub struct StoreOptions {
     /// False for the spill files of transient queues, which promise
     /// nothing across a restart.
     pub durable: bool,
+    /// Keep every message across a restart, persistent or not (a quorum
+    /// queue's store, as RabbitMQ's quorum queues keep them all).
+    pub persist_all: bool,
 }
 
 impl Default for StoreOptions {
@@ -63,6 +68,7 @@ impl Default for StoreOptions {
             read_chunk_size: 256 << 10,
             ack_log_compact_records: 64 << 10,
             durable: true,
+            persist_all: false,
         }
     }
 }
@@ -611,7 +617,12 @@ impl MessageStore for DiskQueueStore {
             )));
         }
         let start = self.staged.len();
-        if let Err(e) = encode_message(&mut self.staged, seq, &msg.message, msg.expires_at) {
+        let persistent = msg.message.persistent || self.options.persist_all;
+        let stored = Stored {
+            expires_at: msg.expires_at,
+            persistent,
+        };
+        if let Err(e) = encode_message(&mut self.staged, seq, &msg.message, stored) {
             self.staged.truncate(start);
             return Err(Self::invalid_input(e.to_string()));
         }
@@ -658,7 +669,7 @@ impl MessageStore for DiskQueueStore {
         w.unread += 1;
         self.unread += 1;
         self.next_seq = seq + 1;
-        self.staged_persistent |= msg.message.persistent && self.options.durable;
+        self.staged_persistent |= persistent && self.options.durable;
         if self.staged.len() >= STAGE_LIMIT {
             self.write_staged()?;
         }

@@ -72,14 +72,27 @@ pub(crate) fn check_file_header(bytes: &[u8], magic: &[u8; 7]) -> HeaderCheck {
     }
 }
 
-/// Appends the record of message `seq` (header and payload) to `buf`;
-/// `expires_at` is its deadline, if it has one.
+/// How a message is stored besides its content.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Stored {
+    /// Its deadline, if it has one.
+    pub expires_at: Option<u64>,
+    /// Kept across a restart: a persistent message, or any message of a
+    /// store that keeps them all.
+    pub persistent: bool,
+}
+
+/// Appends the record of message `seq` (header and payload) to `buf`.
 pub(crate) fn encode_message(
     buf: &mut Vec<u8>,
     seq: u64,
     msg: &Message,
-    expires_at: Option<u64>,
+    stored: Stored,
 ) -> Result<(), RecordError> {
+    let Stored {
+        expires_at,
+        persistent,
+    } = stored;
     let exchange = msg.exchange.as_bytes();
     let routing_key = msg.routing_key.as_bytes();
     let exchange_len =
@@ -101,7 +114,7 @@ pub(crate) fn encode_message(
     buf.extend_from_slice(&payload_len.to_le_bytes());
     buf.extend_from_slice(&[0; 4]); // crc, filled in below
     buf.extend_from_slice(&seq.to_le_bytes());
-    let mut flags = if msg.persistent { FLAG_PERSISTENT } else { 0 };
+    let mut flags = if persistent { FLAG_PERSISTENT } else { 0 };
     if expires_at.is_some() {
         flags |= FLAG_EXPIRES;
     }
@@ -263,6 +276,13 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
+    fn stored(persistent: bool, expires_at: Option<u64>) -> Stored {
+        Stored {
+            expires_at,
+            persistent,
+        }
+    }
+
     fn message(persistent: bool) -> Message {
         Message {
             exchange: "amq.direct".into(),
@@ -280,7 +300,7 @@ mod tests {
     #[test]
     fn a_deadline_round_trips_and_version_1_records_still_read() {
         let mut buf = Vec::new();
-        encode_message(&mut buf, 3, &message(true), Some(1_800_000_000_123)).unwrap();
+        encode_message(&mut buf, 3, &message(true), stored(true, Some(1_800_000_000_123))).unwrap();
         let (_, crc) = decode_record_header(buf[..8].try_into().unwrap());
         let layout = parse_payload(&buf[8..], crc).unwrap();
         assert_eq!(layout.expires_at, Some(1_800_000_000_123));
@@ -288,7 +308,7 @@ mod tests {
         // A record without a deadline is byte for byte a version 1 record,
         // and version 1 files are accepted.
         let mut v1 = Vec::new();
-        encode_message(&mut v1, 3, &message(true), None).unwrap();
+        encode_message(&mut v1, 3, &message(true), stored(true, None)).unwrap();
         assert_eq!(v1.len(), buf.len() - 8);
         let mut header = file_header(SEGMENT_MAGIC);
         header[7] = FORMAT_VERSION_1;
@@ -306,7 +326,7 @@ mod tests {
     #[test]
     fn message_record_round_trip() {
         let mut buf = Vec::new();
-        encode_message(&mut buf, 42, &message(true), None).unwrap();
+        encode_message(&mut buf, 42, &message(true), stored(true, None)).unwrap();
         let (len, crc) = decode_record_header(buf[..8].try_into().unwrap());
         assert_eq!(len as usize, buf.len() - 8);
         let payload = &buf[8..];
@@ -322,7 +342,7 @@ mod tests {
     #[test]
     fn every_flipped_byte_is_detected() {
         let mut buf = Vec::new();
-        encode_message(&mut buf, 7, &message(false), Some(1_700_000_000_000)).unwrap();
+        encode_message(&mut buf, 7, &message(false), stored(false, Some(1_700_000_000_000))).unwrap();
         let (_, crc) = decode_record_header(buf[..8].try_into().unwrap());
         for i in 8..buf.len() {
             let mut bad = buf.clone();
@@ -361,7 +381,7 @@ mod tests {
     fn oversized_names_are_refused() {
         let mut m = message(true);
         m.exchange = "x".repeat(256);
-        assert!(encode_message(&mut Vec::new(), 0, &m, None).is_err());
+        assert!(encode_message(&mut Vec::new(), 0, &m, Stored::default()).is_err());
     }
 
     #[test]

@@ -461,3 +461,41 @@ async fn a_length_limit_counts_the_recovered_backlog() {
         .expect("a recovered message");
     assert!(publish(ch.clone()).await, "room for one again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_queue_keeps_transient_messages_across_kill_9() {
+    let dir = temp_dir("quorum-transient");
+    let b = Broker::start(&dir);
+    let (_conn, ch) = connect(&b).await;
+    let quorum = table(&[("x-queue-type", long_str("quorum"))]);
+    declare_durable(&ch, "q", quorum).await;
+    declare_durable(&ch, "classic", FieldTable::default()).await;
+    ch.confirm_select(Default::default()).await.unwrap();
+    for queue in ["q", "classic"] {
+        for (body, mode) in [(b"transient", 1u8), (b"persisted", 2u8)] {
+            let props = BasicProperties::default().with_delivery_mode(mode);
+            ch.basic_publish("", queue, Default::default(), body, props)
+                .await
+                .unwrap();
+        }
+    }
+    ch.wait_for_confirms().await.unwrap();
+    let dir = b.kill9();
+
+    let b = Broker::start(&dir);
+    let (_conn, ch) = connect(&b).await;
+    let bodies = |queue: &'static str| {
+        let ch = ch.clone();
+        async move {
+            let mut got = Vec::new();
+            while let Some(m) = get(&ch, queue, true).await {
+                got.push(String::from_utf8(m.delivery.data).unwrap());
+            }
+            got
+        }
+    };
+    // As RabbitMQ's quorum queues: every message is kept, whatever its
+    // delivery mode; a classic queue keeps the persistent ones only.
+    assert_eq!(bodies("q").await, ["transient", "persisted"]);
+    assert_eq!(bodies("classic").await, ["persisted"]);
+}

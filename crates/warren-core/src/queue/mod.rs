@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use ahash::AHashMap;
 
-pub use config::{Overflow, QueueConfig};
+pub use config::{Overflow, QueueConfig, QueueKind};
 pub use consumers::{ConsumerSpec, Consumers};
 
 use crate::dead_letter::Reason;
