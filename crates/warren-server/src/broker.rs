@@ -16,8 +16,7 @@ use tracing::{info, warn};
 use warren_core::exchange::ExchangeSpec;
 use warren_core::{
     queue::QueueKind, Destination, ExchangeKind, MemoryStore, MessageStore, PriorityStore,
-    QueueConfig, StoreError,
-    SyncTicket, VirtualHost,
+    QueueConfig, StoreError, SyncTicket, VirtualHost,
 };
 use warren_store::{
     Disk, DiskQueueStore, RealDisk, SpillLimits, SpillOpener, SpillStore, StoreOptions,

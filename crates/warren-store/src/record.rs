@@ -300,7 +300,13 @@ mod tests {
     #[test]
     fn a_deadline_round_trips_and_version_1_records_still_read() {
         let mut buf = Vec::new();
-        encode_message(&mut buf, 3, &message(true), stored(true, Some(1_800_000_000_123))).unwrap();
+        encode_message(
+            &mut buf,
+            3,
+            &message(true),
+            stored(true, Some(1_800_000_000_123)),
+        )
+        .unwrap();
         let (_, crc) = decode_record_header(buf[..8].try_into().unwrap());
         let layout = parse_payload(&buf[8..], crc).unwrap();
         assert_eq!(layout.expires_at, Some(1_800_000_000_123));
@@ -342,7 +348,13 @@ mod tests {
     #[test]
     fn every_flipped_byte_is_detected() {
         let mut buf = Vec::new();
-        encode_message(&mut buf, 7, &message(false), stored(false, Some(1_700_000_000_000))).unwrap();
+        encode_message(
+            &mut buf,
+            7,
+            &message(false),
+            stored(false, Some(1_700_000_000_000)),
+        )
+        .unwrap();
         let (_, crc) = decode_record_header(buf[..8].try_into().unwrap());
         for i in 8..buf.len() {
             let mut bad = buf.clone();
