@@ -419,3 +419,29 @@ def test_sac_argument_must_be_a_boolean(conn, uid, value, kind):
     assert (raised.value.reply_code, raised.value.reply_text) == (
         406, f"PRECONDITION_FAILED - invalid arg 'x-single-active-consumer' for queue '{q}' "
              f"in vhost '/': {{unacceptable_type,{kind}}}")
+
+
+# --- single active consumer on a quorum queue ------------------------------------------
+
+def test_quorum_sac_counts_only_the_active_consumer_and_hands_over_on_cancel(
+        conn, ch, cleanup, uid):
+    """Unlike a classic queue, a quorum queue with single active consumer
+    counts only the active consumer in declare-ok; on cancel the next one
+    takes over while the cancelled one still holds its unacked message,
+    which its channel can still ack."""
+    q = cleanup.queue(f"{uid}.q")
+    args = {"x-queue-type": "quorum", "x-single-active-consumer": True}
+    ch.queue_declare(q, durable=True, arguments=args)
+    got = []
+    chans = consumers(conn, q, [("c1", None, 10), ("c2", None, 10)], got)
+    assert ch.queue_declare(q, durable=True, arguments=args, passive=True).method.consumer_count == 1
+    publish(ch, q, "m1")
+    pump_until(conn, lambda: len(got) == 1)
+    cancel(chans["c1"])
+    publish(ch, q, "m2")
+    pump_until(conn, lambda: len(got) == 2)
+    assert who(got) == [("c1", "m1"), ("c2", "m2")]
+    chans["c1"].basic_ack(got[0].tag)
+    chans["c2"].basic_ack(got[1].tag)
+    pump(conn, 0.2)
+    assert message_count(ch, q) == 0

@@ -456,7 +456,7 @@ impl QueueCell {
         let inner = self.lock();
         (
             inner.queue.ready_count() as u32,
-            inner.queue.consumer_count() as u32,
+            inner.queue.reported_consumer_count() as u32,
         )
     }
 

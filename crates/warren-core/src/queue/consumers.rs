@@ -58,6 +58,8 @@ pub struct Consumers<C> {
     single_active: bool,
     /// The active consumer, with single active consumer.
     active: Option<u64>,
+    /// Report only the active consumer in declare-ok (quorum queues).
+    report_active_only: bool,
 }
 
 impl<C> Consumers<C> {
@@ -68,7 +70,15 @@ impl<C> Consumers<C> {
             next_order: 0,
             single_active,
             active: None,
+            report_active_only: false,
         }
+    }
+
+    /// Single active consumer as quorum queues report it: declare-ok counts
+    /// the active consumer only.
+    pub fn reporting_active_only(mut self) -> Self {
+        self.report_active_only = true;
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -193,6 +203,16 @@ impl<C> Consumers<C> {
         }
     }
 
+    /// The consumer count a declare-ok reports: a quorum queue with single
+    /// active consumer counts only the active one, a classic queue all.
+    pub fn reported_len(&self) -> usize {
+        if self.single_active && self.report_active_only {
+            usize::from(self.active.is_some())
+        } else {
+            self.len
+        }
+    }
+
     /// Picks the consumer for the next message: the next in turn, within
     /// the highest priority group that has one with room that `gate`
     /// accepts. The chosen one goes to the back of its group's turn.
@@ -273,5 +293,19 @@ mod tests {
         assert!(c.is_active(10));
         c.remove(10);
         assert!(c.is_active(8));
+    }
+
+    #[test]
+    fn a_quorum_queue_reports_only_its_active_consumer() {
+        let mut c = Consumers::new(true).reporting_active_only();
+        c.add(1, 'a', spec(0, 0));
+        c.add(2, 'b', spec(0, 0));
+        assert_eq!((c.len(), c.reported_len()), (2, 1));
+        c.remove(1);
+        assert_eq!(c.next(|_| true).map(|x| x.1), Some('b'));
+        let mut classic = Consumers::new(true);
+        classic.add(1, 'a', spec(0, 0));
+        classic.add(2, 'b', spec(0, 0));
+        assert_eq!(classic.reported_len(), 2);
     }
 }

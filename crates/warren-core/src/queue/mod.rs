@@ -133,7 +133,11 @@ impl<C: Clone> QueueState<C> {
     /// or opened at `now`.
     pub fn new(config: QueueConfig, store: Box<dyn MessageStore>, now: u64) -> Self {
         QueueState {
-            consumers: Consumers::new(config.single_active_consumer),
+            consumers: if config.kind == QueueKind::Quorum {
+                Consumers::new(config.single_active_consumer).reporting_active_only()
+            } else {
+                Consumers::new(config.single_active_consumer)
+            },
             config,
             next_seq: store.next_seq(),
             ready_bytes: store.ready_bytes(),
@@ -168,6 +172,12 @@ impl<C: Clone> QueueState<C> {
 
     pub fn consumer_count(&self) -> usize {
         self.consumers.len()
+    }
+
+    /// The consumer count queue.declare-ok reports (see
+    /// [`Consumers::reported_len`]).
+    pub fn reported_consumer_count(&self) -> usize {
+        self.consumers.reported_len()
     }
 
     pub fn consumers(&self) -> impl Iterator<Item = &C> {
