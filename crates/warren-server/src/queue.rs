@@ -529,7 +529,10 @@ impl QueueCell {
                 return;
             };
             queue.run(|inner, now, fx| {
-                if inner.armed.is_some_and(|armed| armed <= now) {
+                // This task's time is no longer armed, even if the clock
+                // reads a little earlier: the tick re-arms what is still
+                // ahead.
+                if inner.armed.is_some_and(|armed| armed <= at) {
                     inner.armed = None;
                 }
                 if !inner.deleted {
