@@ -204,12 +204,18 @@ impl Broker {
                 spec.id = s.next_queue_id.fetch_add(1, Ordering::SeqCst);
                 s.open_queue_store(spec.id, levels, is_quorum(&spec))?
             }
-            Some(s) => by_priority(levels, || {
-                Ok(Box::new(SpillStore::new(
-                    SpillLimits::default(),
-                    s.spill_opener(),
-                )))
-            })?,
+            Some(s) => {
+                // A priority queue's levels share one queue's memory budget.
+                let n = levels.unwrap_or(1);
+                let whole = SpillLimits::default();
+                let limits = SpillLimits {
+                    bytes: (whole.bytes / n as u64).max(1),
+                    messages: (whole.messages / n).max(1),
+                };
+                by_priority(levels, || {
+                    Ok(Box::new(SpillStore::new(limits, s.spill_opener())))
+                })?
+            }
             None => by_priority(levels, || Ok(Box::<MemoryStore>::default()))?,
         };
         Ok(QueueCell::with_store(spec, store))
