@@ -41,6 +41,51 @@ the median of those samples). Memory per connection = (held - before) /
 connections held, in KiB. The RSS column shows "held"; the CPU column is the
 broker's over the whole run, mostly the handshakes.
 
+Five scenarios are about queue features (RSS is the broker's peak; all but
+priority-10 start each run on a fresh broker with the other one stopped,
+and run only when --scenarios names them):
+
+priority-10: a queue with x-max-priority 10, one producer publishing 16-byte
+messages with priorities 0, 1, ..., 9, 0, ... (`--priorities 10`) and one
+consumer acking every 100 with prefetch 1000, for --duration seconds:
+msgs/s delivered.
+
+ttl-expiry: 1,000,000 16-byte messages published with no consumer into a
+queue with x-message-ttl 20 s, then `--wait-empty` polls the queue's
+message count (passive declare) every 10 ms until it is 0. Each message
+expires 20 s after it was enqueued, so a broker that keeps up empties the
+queue at the pace it filled it: the first row, messages / (time from the
+first deadline, publishing start + TTL, until the queue was empty), is
+about the publish rate (RabbitMQ's publishing outlasts the 20 s, so it
+expires while still being published to); the second row is the time from
+the last deadline (publishing end + TTL) until the queue was empty, which
+shows whether expiry kept up (it can come out a few ms below 0: the end of
+publishing is taken when perf saw the reply to its final passive declare).
+
+ttl-burst: the same million, but with no queue TTL: each message carries
+an expiration of 1 s, except the first, which carries 45 s. Brokers expire
+messages only at the head of a queue, so the first holds the others back;
+when it goes at 45 s (publishing must be over by then: the run's line says
+so if not), the million behind it are all past their deadlines and expire
+at once. Judged by the time from that first deadline until the queue was
+empty: the broker's expiry throughput (the count is polled every 10 ms, so
+that is the resolution), where ttl-expiry only shows that it keeps pace.
+
+dead-letter-1m: a 1,000,000-message backlog (16 B) in a queue whose
+x-dead-letter-exchange is a fanout exchange bound to a second queue
+(`--dead-letter-queue perf-dead`), drained by a consumer that rejects every
+100 messages with one basic.nack (multiple, requeue=false; `--reject`,
+prefetch 1000); perf then polls the second queue's count every 10 ms until
+it holds all 1,000,000. Judged by messages / (time from the consumer's start
+until the dead-letter queue held them all).
+
+expires-10k: 10,000 queues declared one after another with x-expires 2 s
+(`--producers 0 --consumers 0 --wait-deleted`), then each probed in turn,
+every 10 ms, with a queue.bind to amq.direct (which, unlike a declare, does
+not count as use) until the broker answers 404. Two rows: the declare rate,
+and the time from the last declare-ok until the last queue was gone (at
+least the 2 s of x-expires).
+
 When a run fails, the last lines of perf's stderr and the broker's last
 logged warnings and errors are printed. Each run's line on stderr also shows
 the CPU used by other processes meanwhile: the figures assume a machine
@@ -63,16 +108,30 @@ import time
 class Scenario:
     """A row of the table. `kind` says what it is judged by: "rate"
     (msgs/s delivered), "latency" (p99), "backlog" (min of publish and
-    drain rates) or "idle" (broker memory per idle connection; lower is
-    better, as for latency). `fresh` starts each run on a freshly started
-    broker, with the other one stopped."""
+    drain rates), "idle" (broker memory per idle connection; lower is
+    better, as for latency), or one of the queue-feature measures (see
+    MEASURES and the docstring). `fresh` starts each run on a freshly
+    started broker, with the other one stopped. `extra` lists further rows
+    (title, kind) judged from the same runs. `timed` scenarios get
+    --duration; the others bound themselves. `ttl_s` is the message TTL of
+    an "expiry" scenario."""
 
-    def __init__(self, title, args, kind="rate", fresh=False):
+    def __init__(self, title, args, kind="rate", fresh=False, extra=(), timed=None, ttl_s=None):
         self.title, self.args, self.kind, self.fresh = title, args, kind, fresh
+        self.extra = list(extra)
+        self.timed = kind not in UNTIMED if timed is None else timed
+        self.ttl_s = ttl_s
+
+    def rows(self):
+        return [(self.title, self.kind)] + self.extra
+
+
+# Kinds whose runs end by themselves (their bound, if any, is in their args).
+UNTIMED = {"backlog", "idle", "expiry", "burst", "deadletter", "declare"}
 
 
 # Scenarios run only when --scenarios names them.
-OPT_IN = {"backlog-10m"}
+OPT_IN = {"backlog-10m", "ttl-expiry", "ttl-burst", "dead-letter-1m", "expires-10k"}
 
 SCENARIOS = {
     "transient": Scenario(
@@ -114,6 +173,41 @@ SCENARIOS = {
         "backlog 10M × 16 B, then drain",
         ["--size", "16", "--backlog", "10000000"],
         kind="backlog",
+    ),
+    # Queue features; see the docstring.
+    "priority-10": Scenario(
+        "priority queue (x-max-priority 10), 1 → 1, 16 B, priorities 0–9, ack every 100, "
+        "prefetch 1000",
+        ["--size", "16", "--queue-arg", "x-max-priority=10", "--priorities", "10",
+         "--ack-every", "100", "--prefetch", "1000"],
+    ),
+    "ttl-expiry": Scenario(
+        "TTL expiry: 1M × 16 B, x-message-ttl 20 s, no consumer",
+        ["--size", "16", "--consumers", "0", "--count", "1000000",
+         "--queue-arg", "x-message-ttl=20000", "--wait-empty", "--duration", "300"],
+        kind="expiry", ttl_s=20.0, fresh=True,
+        extra=[("TTL expiry: queue empty after the last deadline", "expiry-lag")],
+    ),
+    "ttl-burst": Scenario(
+        "TTL expiry in one burst: 1M × 16 B, expiration 1 s, held back by a first message "
+        "of 45 s",
+        ["--size", "16", "--consumers", "0", "--count", "1000000", "--expiration", "1000",
+         "--first-expiration", "45000", "--wait-empty", "--duration", "300"],
+        kind="burst", ttl_s=45.0, fresh=True,
+    ),
+    "dead-letter-1m": Scenario(
+        "dead-lettering: 1M × 16 B backlog rejected (nack, requeue=false, every 100) "
+        "to a DLX queue",
+        ["--size", "16", "--backlog", "1000000", "--ack-every", "100", "--prefetch", "1000",
+         "--reject", "--dead-letter-queue", "perf-dead", "--duration", "300"],
+        kind="deadletter", fresh=True,
+    ),
+    "expires-10k": Scenario(
+        "10,000 queues declared with x-expires 2 s",
+        ["--producers", "0", "--consumers", "0", "--queues", "10000",
+         "--queue-arg", "x-expires=2000", "--wait-deleted", "--keep-queues", "--duration", "300"],
+        kind="declare", fresh=True,
+        extra=[("10,000 queues with x-expires 2 s: all deleted", "expired")],
     ),
     # See the docstring for these two.
     "conns-1000": Scenario(
@@ -338,7 +432,7 @@ def run_scenario(perf, broker, scenario, duration):
     cmd += scenario.args
     if scenario.kind == "idle":
         cmd += ["--hold", str(duration)]
-    elif scenario.kind != "backlog":
+    elif scenario.timed:
         cmd += ["--duration", str(duration)]
     before = settled_rss_kib(broker.pid) if scenario.kind == "idle" else None
     cpu0, peak = cpu_seconds(broker.pid), rss_kib(broker.pid)
@@ -380,17 +474,39 @@ def run_scenario(perf, broker, scenario, duration):
     return summary
 
 
-def headline(scenario, s):
-    """The figure each scenario is judged by (see MEASURES)."""
+def headline(scenario, s, kind=None):
+    """The figure a row of `scenario` (its own kind unless `kind` is
+    given) is judged by (see MEASURES)."""
     if "error" in s:
         return None
-    if scenario.kind == "latency":
+    kind = kind or scenario.kind
+    wait = s.get("wait") or {}
+    if kind == "expiry":
+        # From the first message's deadline (publishing began + TTL) until
+        # the queue was empty.
+        span = wait["empty_s"] - scenario.ttl_s
+        return s["published"] / span if span > 0 else None
+    if kind == "expiry-lag":
+        # From the last message's deadline (publishing ended + TTL) until
+        # the queue was empty, in ms.
+        return 1000 * (wait["empty_s"] - s["publish_s"] - scenario.ttl_s)
+    if kind == "burst":
+        # From the first message's deadline (publishing began + its
+        # expiration) until the queue was empty, in ms.
+        return 1000 * (wait["empty_s"] - scenario.ttl_s)
+    if kind == "deadletter":
+        return wait["dead_letter_rate"]
+    if kind == "declare":
+        return s["declare_rate"]
+    if kind == "expired":
+        return wait["deleted_s"]
+    if kind == "latency":
         lat = s.get("latency_us") or {}
         return lat.get("p99")
-    if scenario.kind == "backlog":
+    if kind == "backlog":
         b = s["backlog"]
         return min(b["publish_rate"], b["drain_rate"])
-    if scenario.kind == "idle":
+    if kind == "idle":
         return s["kib_per_connection"]
     return s["consume_rate"]
 
@@ -403,6 +519,21 @@ def describe_run(scenario, s):
             f"other processes {s['others_cpu_pct']:.0f}%)")
     if s["others_cpu_pct"] > 10:
         text += " [machine busy: figures skewed]"
+    wait = s.get("wait") or {}
+    if scenario.kind in ("expiry", "burst"):
+        text += (f"; published in {s['publish_s']:.2f} s, empty {wait['empty_s']:.2f} s after "
+                 f"publishing began")
+        if any(kind == "expiry-lag" for _, kind in scenario.extra):
+            text += f", {headline(scenario, s, 'expiry-lag'):,.0f} ms after the last deadline"
+        if s["publish_s"] > scenario.ttl_s - 1:
+            text += " [publishing outlasted the TTL]"
+    if scenario.kind == "deadletter":
+        b = s["backlog"]
+        text += (f"; published {b['publish_rate']:,.0f}/s, rejected {b['drain_rate']:,.0f}/s, "
+                 f"{wait['dead_lettered']:,} dead-lettered in {wait['dead_letter_s']:.2f} s")
+    if scenario.kind == "declare":
+        text += (f"; {s['queues_declared']:,} declared in {s['declare_s']:.2f} s, all deleted "
+                 f"{wait['deleted_s']:.2f} s after the last")
     if scenario.kind == "idle":
         idle = s["idle"]
         text += (f"; {idle['held']:,} of {idle['requested']:,} held, opened in "
@@ -425,7 +556,16 @@ MEASURES = {
     "latency": "p99 latency µs (lower is better)",
     "backlog": "min(publish, drain) msgs/s",
     "idle": "broker KiB per connection (lower is better)",
+    "expiry": "msgs/s expired (first deadline → empty)",
+    "expiry-lag": "ms from the last deadline to empty (lower is better)",
+    "burst": "ms from the first message's deadline to empty (lower is better)",
+    "deadletter": "msgs/s dead-lettered (drain start → all in the DLX queue)",
+    "declare": "queues declared/s",
+    "expired": "s from the last declare to all deleted (lower is better)",
 }
+
+# Decimal places of each kind's figure in the table (0 unless listed).
+PLACES = {"idle": 1, "expired": 2}
 
 
 def main():
@@ -500,24 +640,31 @@ def main():
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for key in keys:
         scenario = SCENARIOS[key]
-        med, rss, cpu, tool = {}, {}, {}, {}
-        for name in ("Warren", "RabbitMQ"):
-            runs = results.get((key, name), [])
-            vals = [v for v in (headline(scenario, s) for s in runs) if v is not None]
-            med[name] = statistics.median(vals) if vals else None
-            ok = [s for s in runs if "error" not in s]
-            median_of = lambda field: statistics.median([s[field] for s in ok]) if ok else None
-            rss[name] = median_of("broker_rss_mib")
-            cpu[name] = median_of("broker_cpu_pct")
-            tool[name] = median_of("tool_cpu_pct")
-        w, r = med["Warren"], med["RabbitMQ"]
-        ratio = f"{w / r:.2f}×" if w and r else "n/a"
-        places = 1 if scenario.kind == "idle" else 0
-        fmt = lambda v: "n/a" if v is None else f"{v:,.{places}f}"
-        fmt1 = lambda v: "n/a" if v is None else f"{v:.0f}"
-        pair = lambda d: f"{fmt1(d['Warren'])} / {fmt1(d['RabbitMQ'])}"
-        print(f"| {scenario.title} | {MEASURES[scenario.kind]} | {fmt(w)} | {fmt(r)} | {ratio} | "
-              f"{pair(rss)} | {pair(cpu)} | {pair(tool)} |")
+        for title, kind in scenario.rows():
+            print_row(scenario, title, kind, results.get((key, "Warren"), []),
+                      results.get((key, "RabbitMQ"), []))
+
+
+def print_row(scenario, title, kind, warren_runs, rabbit_runs):
+    """One row of the table: medians over the runs of each broker."""
+    med, rss, cpu, tool = {}, {}, {}, {}
+    for name, runs in (("Warren", warren_runs), ("RabbitMQ", rabbit_runs)):
+        vals = [v for v in (headline(scenario, s, kind) for s in runs) if v is not None]
+        med[name] = statistics.median(vals) if vals else None
+        ok = [s for s in runs if "error" not in s]
+        median_of = lambda field: statistics.median([s[field] for s in ok]) if ok else None
+        rss[name] = median_of("broker_rss_mib")
+        cpu[name] = median_of("broker_cpu_pct")
+        tool[name] = median_of("tool_cpu_pct")
+    w, r = med["Warren"], med["RabbitMQ"]
+    # A ratio means nothing when either figure is 0 or below (a lag of a few ms).
+    ratio = f"{w / r:.2f}×" if w is not None and r is not None and w > 0 and r > 0 else "n/a"
+    places = PLACES.get(kind, 0)
+    fmt = lambda v: "n/a" if v is None else f"{v:,.{places}f}"
+    fmt1 = lambda v: "n/a" if v is None else f"{v:.0f}"
+    pair = lambda d: f"{fmt1(d['Warren'])} / {fmt1(d['RabbitMQ'])}"
+    print(f"| {title} | {MEASURES[kind]} | {fmt(w)} | {fmt(r)} | {ratio} | "
+          f"{pair(rss)} | {pair(cpu)} | {pair(tool)} |")
 
 
 if __name__ == "__main__":

@@ -105,6 +105,58 @@ pub struct PerfArgs {
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
 
+    /// An extra argument for the queues the run declares, as KEY=VALUE
+    /// (repeatable): integers become signed 32-bit ints (64-bit if they do
+    /// not fit), `true` and `false` bools, anything else a long string; e.g.
+    /// `--queue-arg x-message-ttl=1000 --queue-arg x-max-priority=10`.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub queue_arg: Vec<String>,
+
+    /// Producers give message i the priority i mod N (0 to N - 1).
+    #[arg(long, value_name = "N")]
+    pub priorities: Option<u16>,
+
+    /// Give every message this per-message TTL (the `expiration`
+    /// property), in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub expiration: Option<u32>,
+
+    /// Give each producer's first message this expiration instead: brokers
+    /// expire messages only at the head of a queue, so a first message that
+    /// expires later holds the others back until it goes, and then they
+    /// all expire at once.
+    #[arg(long, value_name = "MS", requires = "expiration")]
+    pub first_expiration: Option<u32>,
+
+    /// Consumers reject what they receive with `basic.nack` requeue=false
+    /// (every --ack-every messages, `multiple` like their acks) instead of
+    /// acking it: with a dead-letter exchange, the broker dead-letters it.
+    #[arg(long)]
+    pub reject: bool,
+
+    /// Also declare queue NAME and a fanout exchange (perf-dead-letter)
+    /// bound to it, make that exchange the run's queues'
+    /// x-dead-letter-exchange, and once the run is over wait until NAME
+    /// holds every message the consumers rejected (with --reject; without
+    /// it, every message published but not consumed), reporting how long
+    /// that took from the consumers' start.
+    #[arg(long, value_name = "NAME")]
+    pub dead_letter_queue: Option<String>,
+
+    /// Once the run is over, wait until the queues are empty (for instance
+    /// until x-message-ttl has expired everything), polling their message
+    /// counts every 10 ms, and report when that was.
+    #[arg(long)]
+    pub wait_empty: bool,
+
+    /// Once the queues are declared (and the run, if any, is over), wait
+    /// until the broker has deleted every one of them (x-expires) and
+    /// report how long that took. Each queue is probed in turn with
+    /// `queue.bind` to amq.direct, which does not count as use. With
+    /// --producers 0 --consumers 0 only the queues are declared.
+    #[arg(long)]
+    pub wait_deleted: bool,
+
     /// Print the final summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,

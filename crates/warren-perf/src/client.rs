@@ -82,6 +82,7 @@ impl Client {
                 &plan.queues[plan.consumers[j].queue],
                 format!("perf-c{j}"),
                 plan.ack_every,
+                plan.reject,
                 Arc::clone(&stats.consumers[j]),
                 stats.origin,
             ));
@@ -99,19 +100,24 @@ impl Client {
                 Some(q) => ("", plan.queues[q].as_str(), plan.queues[q].as_str()),
                 None => (FANOUT_EXCHANGE, "", FANOUT_EXCHANGE),
             };
-            let template = PublishTemplate::new(
-                channel,
-                exchange,
-                routing_key,
-                plan.size,
-                plan.persistent,
-                plan.latency,
-                conn.frame_max,
-            );
+            let template = |expiration: Option<&str>| {
+                PublishTemplate::new(
+                    channel,
+                    exchange,
+                    routing_key,
+                    plan.size,
+                    plan.persistent,
+                    plan.latency,
+                    conn.frame_max,
+                    plan.priorities,
+                    expiration,
+                )
+            };
+            let first = plan.first_expiration.as_deref().map(|e| template(Some(e)));
             producers.push(
                 Producer::new(
                     channel,
-                    template,
+                    template(plan.expiration.as_deref()),
                     target,
                     p.queue.is_none(),
                     p.messages,
@@ -120,7 +126,8 @@ impl Client {
                     Arc::clone(&stats.producers[i]),
                     stats.origin,
                 )
-                .with_phase(plan.phase(i)),
+                .with_phase(plan.phase(i))
+                .with_first(first),
             );
         }
         let addr = conn.addr.clone();

@@ -1,13 +1,14 @@
 //! One consuming channel: follows `basic.deliver` → content header → body
 //! frames, counts completed messages, reads the send time from the body in
-//! latency mode, and acks every N messages with one `multiple` ack.
+//! latency mode, and acks every N messages with one `multiple` ack (or, to
+//! reject them, one `multiple` nack with requeue=false).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use warren_protocol::{encode_method_frame, BasicAck, BasicConsume, Method};
+use warren_protocol::{encode_method_frame, BasicAck, BasicConsume, BasicNack, Method};
 
 use crate::frames::u64_at;
 use crate::RoleStats;
@@ -27,6 +28,8 @@ pub struct Consumer {
     tag: String,
     /// Ack every this many messages; 0 consumes with no-ack.
     ack_every: u32,
+    /// Nack (requeue=false) instead of acking.
+    reject: bool,
     state: Content,
     delivery_tag: u64,
     unacked: u32,
@@ -45,6 +48,7 @@ impl Consumer {
         queue: &str,
         tag: String,
         ack_every: u32,
+        reject: bool,
         stats: Arc<RoleStats>,
         origin: Instant,
     ) -> Self {
@@ -54,6 +58,7 @@ impl Consumer {
             queue: queue.into(),
             tag,
             ack_every,
+            reject,
             state: Content::Idle,
             delivery_tag: 0,
             unacked: 0,
@@ -153,15 +158,23 @@ impl Consumer {
     }
 
     fn ack(&mut self, out: &mut BytesMut) {
-        let ack = Method::BasicAck(BasicAck {
-            delivery_tag: self.delivery_tag,
-            multiple: true,
-        });
+        let ack = if self.reject {
+            Method::BasicNack(BasicNack {
+                delivery_tag: self.delivery_tag,
+                multiple: true,
+                requeue: false,
+            })
+        } else {
+            Method::BasicAck(BasicAck {
+                delivery_tag: self.delivery_tag,
+                multiple: true,
+            })
+        };
         encode_method_frame(out, self.channel, &ack);
         self.unacked = 0;
     }
 
-    /// Acks what is still unacked (before closing).
+    /// Acks (or rejects) what is still unacked (before closing).
     pub fn final_ack(&mut self, out: &mut BytesMut) {
         if self.unacked > 0 {
             self.ack(out);
@@ -188,5 +201,54 @@ impl Consumer {
                 latencies.clear();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_protocol::{parse_frame, FramePayload};
+
+    fn consume(reject: bool, messages: u64) -> Vec<Method> {
+        let stats = Arc::new(RoleStats::default());
+        let mut c = Consumer::new(3, "q", "t".into(), 2, reject, stats, Instant::now());
+        let mut out = BytesMut::new();
+        for tag in 1..=messages {
+            c.on_deliver(tag).expect("deliver");
+            c.on_header(0, &mut out).expect("header");
+        }
+        c.final_ack(&mut out);
+        let mut methods = Vec::new();
+        while let Some(f) = parse_frame(&mut out, 0).expect("ok") {
+            assert_eq!(f.channel, 3);
+            if let FramePayload::Method(m) = f.payload {
+                methods.push(m);
+            }
+        }
+        methods
+    }
+
+    #[test]
+    fn acks_every_n_with_multiple() {
+        let tags: Vec<_> = consume(false, 5)
+            .into_iter()
+            .map(|m| match m {
+                Method::BasicAck(a) if a.multiple => a.delivery_tag,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(tags, vec![2, 4, 5]);
+    }
+
+    #[test]
+    fn rejects_with_multiple_nacks_that_do_not_requeue() {
+        let tags: Vec<_> = consume(true, 5)
+            .into_iter()
+            .map(|m| match m {
+                Method::BasicNack(n) if n.multiple && !n.requeue => n.delivery_tag,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(tags, vec![2, 4, 5]);
     }
 }

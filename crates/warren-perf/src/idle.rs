@@ -229,6 +229,9 @@ impl IdleRunner {
             backlog: None,
             latency: None,
             idle: Some(summary),
+            queues_declared: 0,
+            declare_s: 0.0,
+            wait: None,
             tool_cpu_s: cpu_end.tool - cpu_start.tool,
             broker_cpu_s: match (cpu_start.broker, cpu_end.broker) {
                 (Some(a), Some(b)) => Some(b - a),

@@ -59,7 +59,7 @@ use std::process::ExitCode;
 pub use args::PerfArgs;
 pub use error::PerfError;
 pub use histogram::Histogram;
-pub use summary::{BacklogPhases, IdleSummary, LatencySummary, Summary};
+pub use summary::{BacklogPhases, IdleSummary, LatencySummary, Summary, WaitSummary};
 pub use uri::AmqpUri;
 
 pub(crate) use channels::Channels;
@@ -145,6 +145,9 @@ pub fn main(args: PerfArgs) -> ExitCode {
                     idle.dropped,
                     idle.first_error.as_deref().unwrap_or("none")
                 );
+                ExitCode::FAILURE
+            } else if summary.complete == Some(false) && summary.expected.is_none() {
+                eprintln!("error: the run did not see what it waited for in time");
                 ExitCode::FAILURE
             } else if summary.complete == Some(false) {
                 eprintln!(

@@ -3,10 +3,15 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use warren_protocol::{FieldTable, FieldValue};
+
 use crate::{PerfArgs, PerfError};
 
 /// Name of the exchange that `--fanout` publishes to.
 pub const FANOUT_EXCHANGE: &str = "perf-fanout";
+/// Name of the fanout exchange that `--dead-letter-queue` declares.
+pub const DEAD_LETTER_EXCHANGE: &str = "perf-dead-letter";
 /// The largest body `--size` accepts.
 const MAX_SIZE: usize = 512 << 20;
 /// Run length when neither `--duration`, `--count` nor `--backlog` is given.
@@ -56,6 +61,19 @@ pub struct Plan {
     pub count: Option<u64>,
     pub backlog: Option<u64>,
     pub keep_queues: bool,
+    /// Arguments of the queues' `queue.declare` (`--queue-arg`, and
+    /// x-dead-letter-exchange with `--dead-letter-queue`).
+    pub queue_args: FieldTable,
+    /// Message i gets priority i mod N.
+    pub priorities: Option<u8>,
+    /// The `expiration` property of every message, and of each producer's
+    /// first one.
+    pub expiration: Option<String>,
+    pub first_expiration: Option<String>,
+    pub reject: bool,
+    pub dead_letter_queue: Option<String>,
+    pub wait_empty: bool,
+    pub wait_deleted: bool,
 }
 
 impl Plan {
@@ -70,7 +88,7 @@ impl Plan {
             return usage("--queues must be at least 1");
         }
         let consumers = args.consumers.unwrap_or(args.fanout.unwrap_or(1));
-        if args.producers + consumers == 0 {
+        if args.producers + consumers == 0 && !args.wait_deleted {
             return usage("nothing to do: no producers and no consumers");
         }
         if queue_count > 1 && !args.queue_pattern.contains("%d") {
@@ -114,6 +132,32 @@ impl Plan {
         if args.connect_concurrency == 0 {
             return usage("--connect-concurrency must be at least 1");
         }
+        if args.reject && args.ack_every == 0 {
+            return usage(
+                "--reject needs --ack-every of at least 1 (no-ack consumers cannot reject)",
+            );
+        }
+        let priorities = match args.priorities {
+            None => None,
+            Some(n @ 1..=255) => Some(n as u8),
+            Some(_) => return usage("--priorities must be 1 to 255"),
+        };
+        let mut queue_args = FieldTable::new();
+        if args.dead_letter_queue.is_some() {
+            queue_args.insert(
+                "x-dead-letter-exchange",
+                FieldValue::LongString(Bytes::from_static(DEAD_LETTER_EXCHANGE.as_bytes())),
+            );
+        }
+        for item in &args.queue_arg {
+            let (key, value) = parse_queue_arg(item)?;
+            queue_args.insert(key, value);
+        }
+        if let Some(dlq) = &args.dead_letter_queue {
+            if dlq.is_empty() || dlq.len() > 255 || queues.contains(dlq) {
+                return usage("--dead-letter-queue must be 1 to 255 bytes and not a run's queue");
+            }
+        }
         let bounded = args.count.or(args.backlog);
         let producers = (0..args.producers)
             .map(|i| ProducerPlan {
@@ -128,7 +172,7 @@ impl Plan {
             .collect();
         let roles = args.producers + consumers.len();
         let connection_count = args.connections.unwrap_or(roles);
-        if connection_count == 0 {
+        if connection_count == 0 && roles > 0 {
             return usage("--connections must be at least 1");
         }
         let mut connections = vec![ConnectionPlan::default(); connection_count];
@@ -161,6 +205,14 @@ impl Plan {
             count: args.count,
             backlog: args.backlog,
             keep_queues: args.keep_queues,
+            queue_args,
+            priorities,
+            expiration: args.expiration.map(|ms| ms.to_string()),
+            first_expiration: args.first_expiration.map(|ms| ms.to_string()),
+            reject: args.reject,
+            dead_letter_queue: args.dead_letter_queue.clone(),
+            wait_empty: args.wait_empty,
+            wait_deleted: args.wait_deleted,
         })
     }
 
@@ -196,6 +248,27 @@ impl Plan {
             })
             .sum()
     }
+}
+
+/// A `--queue-arg KEY=VALUE`: integers as signed 32-bit ints (64-bit when
+/// they do not fit), `true`/`false` as bools, anything else as a long
+/// string.
+pub fn parse_queue_arg(item: &str) -> Result<(String, FieldValue), PerfError> {
+    let Some((key, value)) = item.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+        return Err(PerfError::Usage(format!(
+            "--queue-arg takes KEY=VALUE, not {item:?}"
+        )));
+    };
+    let value = if let Ok(n) = value.parse::<i32>() {
+        FieldValue::I32(n)
+    } else if let Ok(n) = value.parse::<i64>() {
+        FieldValue::I64(n)
+    } else if value == "true" || value == "false" {
+        FieldValue::Bool(value == "true")
+    } else {
+        FieldValue::LongString(Bytes::copy_from_slice(value.as_bytes()))
+    };
+    Ok((key.to_string(), value))
 }
 
 /// Producer `i`'s part of `total` split between `parts`.
@@ -265,6 +338,77 @@ mod tests {
         assert_eq!(phases, vec![0, 25, 50, 75]);
         let p = plan(&["--producers", "4"]).expect("plan");
         assert_eq!(p.phase(3), Duration::ZERO);
+    }
+
+    #[test]
+    fn queue_args_are_typed_and_dead_lettering_adds_its_exchange() {
+        let p = plan(&[
+            "--queue-arg",
+            "x-message-ttl=1000",
+            "--queue-arg",
+            "x-big=5000000000",
+            "--queue-arg",
+            "x-single-active-consumer=true",
+            "--queue-arg",
+            "x-overflow=reject-publish",
+            "--dead-letter-queue",
+            "perf-dead",
+        ])
+        .expect("plan");
+        let args = &p.queue_args;
+        let text = |s: &'static str| FieldValue::LongString(Bytes::from_static(s.as_bytes()));
+        assert_eq!(
+            args.get("x-dead-letter-exchange"),
+            Some(&text(DEAD_LETTER_EXCHANGE))
+        );
+        assert_eq!(args.get("x-message-ttl"), Some(&FieldValue::I32(1000)));
+        assert_eq!(args.get("x-big"), Some(&FieldValue::I64(5_000_000_000)));
+        assert_eq!(
+            args.get("x-single-active-consumer"),
+            Some(&FieldValue::Bool(true))
+        );
+        assert_eq!(args.get("x-overflow"), Some(&text("reject-publish")));
+        assert_eq!(p.dead_letter_queue.as_deref(), Some("perf-dead"));
+        assert!(plan(&["--queue-arg", "novalue"]).is_err());
+        assert!(plan(&["--queue-arg", "=1"]).is_err());
+        let p = plan(&[
+            "--queue-arg",
+            "x-dead-letter-exchange=mine",
+            "--dead-letter-queue",
+            "d",
+        ])
+        .expect("plan");
+        assert_eq!(
+            p.queue_args.get("x-dead-letter-exchange"),
+            Some(&text("mine"))
+        );
+    }
+
+    #[test]
+    fn priorities_reject_and_declare_only_runs() {
+        let p = plan(&["--priorities", "10", "--reject", "--ack-every", "10"]).expect("plan");
+        assert_eq!(p.priorities, Some(10));
+        assert!(p.reject);
+        assert!(plan(&["--reject"]).is_err());
+        assert!(plan(&["--priorities", "0"]).is_err());
+        assert!(plan(&["--priorities", "256"]).is_err());
+        let p = plan(&[
+            "--producers",
+            "0",
+            "--consumers",
+            "0",
+            "--queues",
+            "3",
+            "--wait-deleted",
+        ])
+        .expect("plan");
+        assert!(p.wait_deleted && p.producers.is_empty() && p.consumers.is_empty());
+        assert!(p.connections.is_empty());
+        assert!(plan(&["--dead-letter-queue", "perf-0"]).is_err());
+        let p = plan(&["--expiration", "2000", "--first-expiration", "5000"]).expect("plan");
+        assert_eq!(p.expiration.as_deref(), Some("2000"));
+        assert_eq!(p.first_expiration.as_deref(), Some("5000"));
+        assert!(PerfArgs::try_parse_from(["perf", "--first-expiration", "5"]).is_err());
     }
 
     #[test]

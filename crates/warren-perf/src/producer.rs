@@ -28,6 +28,8 @@ enum Sync {
 pub struct Producer {
     pub channel: u16,
     template: PublishTemplate,
+    /// A different first message (`--first-expiration`), until it is sent.
+    first: Option<PublishTemplate>,
     /// Messages still to publish; `None` when unbounded.
     remaining: Option<u64>,
     confirms: Option<(ConfirmTracker, u64)>,
@@ -78,6 +80,7 @@ impl Producer {
         Producer {
             channel,
             template,
+            first: None,
             remaining: messages,
             confirms: (confirm_window > 0).then(|| (ConfirmTracker::new(), confirm_window as u64)),
             rate_per_sec: rate,
@@ -96,6 +99,12 @@ impl Producer {
     /// start of publishing.
     pub fn with_phase(mut self, phase: Duration) -> Self {
         self.phase = phase;
+        self
+    }
+
+    /// Publishes `first` as the first message, before the others.
+    pub fn with_first(mut self, first: Option<PublishTemplate>) -> Self {
+        self.first = first;
         self
     }
 
@@ -138,7 +147,12 @@ impl Producer {
         let fit = (room / self.template.message_len()).max(usize::from(room > 0)) as u64;
         let n = self.credit(now, fit);
         if n > 0 {
-            self.template.append(out, n as usize, stamp);
+            let mut rest = n as usize;
+            if let Some(mut first) = self.first.take() {
+                first.append(out, 1, stamp);
+                rest -= 1;
+            }
+            self.template.append(out, rest, stamp);
             if let Some((tracker, _)) = &mut self.confirms {
                 tracker.published(n);
             }

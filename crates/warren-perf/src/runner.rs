@@ -12,7 +12,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::client::Gates;
-use crate::summary::{BacklogPhases, LatencySummary};
+use crate::summary::{BacklogPhases, LatencySummary, WaitSummary};
 use crate::{
     AmqpUri, Client, Connection, CpuSample, CpuSampler, PerfArgs, PerfError, Plan, Progress,
     RunStats, Summary, Topology,
@@ -31,6 +31,8 @@ pub(crate) fn ticker() -> tokio::time::Interval {
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A bounded run that moves nothing for this long gives up.
 const STALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the waits after a run may take when no --duration bounds them.
+const WAIT_LIMIT: Duration = Duration::from_secs(600);
 /// How long connection tasks may take to close after the stop.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -88,34 +90,145 @@ impl Runner {
         })
     }
 
-    /// Runs to the end (or until `interrupt` completes) and sums up.
+    /// Runs to the end (or until `interrupt` completes), waits for what
+    /// the options say to wait for afterwards, and sums up.
     pub async fn run(self, interrupt: impl Future<Output = ()>) -> Result<Summary, PerfError> {
         let mut admin = Connection::open(&self.uri, "warren-perf setup").await?;
         let topology = Topology::new(&self.plan);
-        topology.setup(&mut admin).await?;
+        let declare = topology.setup(&mut admin).await?;
+        let declared_at = Instant::now();
         let stats = Arc::new(RunStats::new(
             self.plan.producers.len(),
             self.plan.consumers.len(),
             self.plan.latency,
         ));
-        let clients = self.connect_all(&stats).await?;
-        let (gates, gate_rx) = watch::channel(Gates::default());
-        let mut tasks = JoinSet::new();
-        for client in clients {
-            tasks.spawn(client.run(gate_rx.clone()));
+        tokio::pin!(interrupt);
+        let mut timeline = if self.plan.connections.is_empty() {
+            // Nothing to publish or consume: the queues are the run.
+            let now = CpuSampler::new(self.args.broker_pid).sample();
+            Timeline {
+                stop: Some(declared_at),
+                cpu_start: now,
+                cpu_end: now,
+                ..Default::default()
+            }
+        } else {
+            let clients = self.connect_all(&stats).await?;
+            let (gates, gate_rx) = watch::channel(Gates::default());
+            let mut tasks = JoinSet::new();
+            for client in clients {
+                tasks.spawn(client.run(gate_rx.clone()));
+            }
+            let driven = self
+                .drive(
+                    &stats,
+                    &gates,
+                    &mut tasks,
+                    &mut admin,
+                    &topology,
+                    interrupt.as_mut(),
+                )
+                .await;
+            gates.send_modify(|g| g.stop = true);
+            let joined = join_all(&mut tasks).await;
+            let timeline = driven?;
+            joined?;
+            timeline
+        };
+        let mut wait = None;
+        if !timeline.interrupted {
+            tokio::select! {
+                waited = self.wait(&stats, &mut timeline, &mut admin, &topology, declared_at) => {
+                    wait = waited?;
+                }
+                () = interrupt.as_mut() => timeline.interrupted = true,
+            }
         }
-        let driven = self
-            .drive(&stats, &gates, &mut tasks, &mut admin, &topology, interrupt)
-            .await;
-        gates.send_modify(|g| g.stop = true);
-        let joined = join_all(&mut tasks).await;
-        let timeline = driven?;
-        joined?;
-        if let Err(err) = topology.teardown(&mut admin).await {
+        let gone = wait.as_ref().is_some_and(|w| w.deleted_s.is_some());
+        if let Err(err) = topology.teardown(&mut admin, gone).await {
             eprintln!("note: could not delete the queues after the run: {err}");
         }
         admin.close().await;
-        Ok(self.summarize(&stats, &timeline))
+        let mut summary = self.summarize(&stats, &timeline);
+        summary.declare_s = declare.as_secs_f64();
+        summary.wait = wait;
+        Ok(summary)
+    }
+
+    /// After the run: waits until the queues are empty (`--wait-empty`),
+    /// until the dead-letter queue holds what the run should have put there
+    /// (`--dead-letter-queue`), and until the broker has deleted the queues
+    /// (`--wait-deleted`), each at most until the run's time limit (from
+    /// the start of publishing, or from the declares).
+    async fn wait(
+        &self,
+        stats: &RunStats,
+        t: &mut Timeline,
+        admin: &mut Connection,
+        topology: &Topology,
+        declared_at: Instant,
+    ) -> Result<Option<WaitSummary>, PerfError> {
+        let plan = &self.plan;
+        if !(plan.wait_empty || plan.dead_letter_queue.is_some() || plan.wait_deleted) {
+            return Ok(None);
+        }
+        let from = t.publish_start.unwrap_or(declared_at);
+        let limit = from
+            .checked_add(plan.duration.unwrap_or(WAIT_LIMIT))
+            .unwrap_or(from);
+        let sampler = CpuSampler::new(self.args.broker_pid);
+        let mut w = WaitSummary::default();
+        let mut missed = Vec::new();
+        let mut tick = ticker();
+        if plan.wait_empty {
+            loop {
+                let now = Instant::now();
+                if topology.depth(admin).await? == 0 {
+                    w.empty_s = Some(now.duration_since(from).as_secs_f64());
+                    break;
+                }
+                if now >= limit {
+                    missed.push("the queues to empty");
+                    break;
+                }
+                tick.tick().await;
+            }
+        }
+        if plan.dead_letter_queue.is_some() {
+            let totals = stats.totals();
+            let target = if plan.reject {
+                totals.delivered
+            } else {
+                totals.published.saturating_sub(totals.delivered)
+            };
+            let since = t.consume_start.unwrap_or(from);
+            loop {
+                let now = Instant::now();
+                let n = topology.dead_lettered(admin).await?;
+                w.dead_lettered = Some(n);
+                if n >= target {
+                    w.dead_letter_s = Some(now.duration_since(since).as_secs_f64());
+                    break;
+                }
+                if now >= limit {
+                    missed.push("the dead-letter queue to fill");
+                    break;
+                }
+                tick.tick().await;
+            }
+        }
+        if plan.wait_deleted {
+            match topology.wait_deleted(admin, limit).await? {
+                Some(at) => w.deleted_s = Some(at.duration_since(declared_at).as_secs_f64()),
+                None => missed.push("the broker to delete the queues"),
+            }
+        }
+        if !missed.is_empty() {
+            eprintln!("note: gave up waiting for {}", missed.join(" and "));
+            t.complete = Some(false);
+        }
+        t.cpu_end = sampler.sample();
+        Ok(Some(w))
     }
 
     /// Opens every connection of the plan, at most `--connect-concurrency`
@@ -335,6 +448,9 @@ impl Runner {
             }),
             latency,
             idle: None,
+            queues_declared: plan.queues.len(),
+            declare_s: 0.0,
+            wait: None,
             tool_cpu_s: t.cpu_end.tool - t.cpu_start.tool,
             broker_cpu_s: match (t.cpu_start.broker, t.cpu_end.broker) {
                 (Some(a), Some(b)) => Some(b - a),
@@ -364,6 +480,14 @@ impl Runner {
             "duration_s": p.duration.map(|d| d.as_secs_f64()),
             "count": p.count,
             "threads": a.threads,
+            "queue_args": a.queue_arg,
+            "priorities": p.priorities,
+            "expiration": p.expiration,
+            "first_expiration": p.first_expiration,
+            "reject": p.reject,
+            "dead_letter_queue": p.dead_letter_queue,
+            "wait_empty": p.wait_empty,
+            "wait_deleted": p.wait_deleted,
         })
     }
 }

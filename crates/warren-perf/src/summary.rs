@@ -65,6 +65,21 @@ pub struct IdleSummary {
     pub first_error: Option<String>,
 }
 
+/// What the waits after a run saw (`--wait-empty`, `--dead-letter-queue`,
+/// `--wait-deleted`); `None` where not asked for or not reached in time.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WaitSummary {
+    /// From the start of publishing until the queues were empty.
+    pub empty_s: Option<f64>,
+    /// Messages the dead-letter queue held at the end.
+    pub dead_lettered: Option<u64>,
+    /// From the consumers' start (the start of publishing without
+    /// consumers) until the dead-letter queue held every message expected.
+    pub dead_letter_s: Option<f64>,
+    /// From the last queue declared until the broker had deleted them all.
+    pub deleted_s: Option<f64>,
+}
+
 /// Everything a run measured.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -94,6 +109,10 @@ pub struct Summary {
     pub backlog: Option<BacklogPhases>,
     pub latency: Option<LatencySummary>,
     pub idle: Option<IdleSummary>,
+    /// Queues declared before the run, and how long declaring them took.
+    pub queues_declared: usize,
+    pub declare_s: f64,
+    pub wait: Option<WaitSummary>,
     /// CPU seconds this process used during the run.
     pub tool_cpu_s: f64,
     /// CPU seconds of `--broker-pid` during the run.
@@ -186,6 +205,19 @@ impl Summary {
                 "hold_s": round(i.hold_s, 3),
                 "first_error": i.first_error,
             })),
+            "queues_declared": self.queues_declared,
+            "declare_s": round(self.declare_s, 3),
+            "declare_rate": per_second(self.queues_declared as u64, self.declare_s).round(),
+            "wait": self.wait.as_ref().map(|w| json!({
+                "empty_s": w.empty_s.map(|t| round(t, 3)),
+                "dead_lettered": w.dead_lettered,
+                "dead_letter_s": w.dead_letter_s.map(|t| round(t, 3)),
+                "dead_letter_rate": match (w.dead_lettered, w.dead_letter_s) {
+                    (Some(n), Some(t)) => Some(per_second(n, t).round()),
+                    _ => None,
+                },
+                "deleted_s": w.deleted_s.map(|t| round(t, 3)),
+            })),
             "tool_cpu_s": round(self.tool_cpu_s, 3),
             "tool_cpu_s_per_million": round(self.per_million(self.tool_cpu_s), 3),
             "broker_cpu_s": self.broker_cpu_s.map(|c| round(c, 3)),
@@ -240,6 +272,30 @@ impl Summary {
                     grouped(self.delivered),
                     self.consume_s,
                     rate(self.consume_rate())
+                ));
+            }
+        }
+        if self.queues_declared > 1 && self.declare_s > 0.0 {
+            out.push_str(&format!(
+                "declared:  {} queues in {:.3}s ({}/s)\n",
+                grouped(self.queues_declared as u64),
+                self.declare_s,
+                rate(per_second(self.queues_declared as u64, self.declare_s))
+            ));
+        }
+        if let Some(w) = &self.wait {
+            if let Some(t) = w.empty_s {
+                out.push_str(&format!("empty:     {t:.3}s after publishing began\n"));
+            }
+            if let Some(n) = w.dead_lettered {
+                let when = w.dead_letter_s.map_or("not all in time".to_string(), |t| {
+                    format!("in {t:.3}s ({} msgs/s)", rate(per_second(n, t)))
+                });
+                out.push_str(&format!("dead-lettered: {} {when}\n", grouped(n)));
+            }
+            if let Some(t) = w.deleted_s {
+                out.push_str(&format!(
+                    "deleted:   all queues {t:.3}s after the last was declared\n"
                 ));
             }
         }

@@ -220,3 +220,97 @@ async fn connection_errors_are_reported() {
         other => panic!("expected a refused login, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_expire_by_ttl_and_the_run_waits_for_the_empty_queue() {
+    let server = Server::start(ServerConfig::default()).await;
+    let s = perf(
+        &server,
+        &[
+            "--consumers",
+            "0",
+            "--count",
+            "20000",
+            "--queue-arg",
+            "x-message-ttl=300",
+            "--wait-empty",
+        ],
+    )
+    .await;
+    assert_eq!((s.published, s.delivered), (20_000, 0));
+    assert_eq!(s.complete, Some(true));
+    let empty = s.wait.expect("waited").empty_s.expect("emptied");
+    assert!(empty >= 0.3, "nothing expires before its 300 ms: {empty}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_messages_are_dead_lettered_into_the_target_queue() {
+    let server = Server::start(ServerConfig::default()).await;
+    let s = perf(
+        &server,
+        &[
+            "--backlog",
+            "10000",
+            "--ack-every",
+            "100",
+            "--reject",
+            "--dead-letter-queue",
+            "perf-dead",
+        ],
+    )
+    .await;
+    assert_eq!((s.published, s.delivered), (10_000, 10_000));
+    assert_eq!(s.complete, Some(true));
+    let wait = s.wait.clone().expect("waited");
+    assert_eq!(wait.dead_lettered, Some(10_000));
+    assert!(wait.dead_letter_s.is_some());
+    assert_eq!(s.to_json()["wait"]["dead_lettered"], 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priority_messages_are_all_delivered() {
+    let server = Server::start(ServerConfig::default()).await;
+    let s = perf(
+        &server,
+        &[
+            "--count",
+            "10000",
+            "--queue-arg",
+            "x-max-priority=10",
+            "--priorities",
+            "10",
+            "--ack-every",
+            "100",
+        ],
+    )
+    .await;
+    assert_eq!((s.published, s.delivered), (10_000, 10_000));
+    assert_eq!(s.complete, Some(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_declared_with_x_expires_are_waited_for_until_deleted() {
+    let server = Server::start(ServerConfig::default()).await;
+    let s = perf(
+        &server,
+        &[
+            "--producers",
+            "0",
+            "--consumers",
+            "0",
+            "--queues",
+            "50",
+            "--queue-arg",
+            "x-expires=300",
+            "--wait-deleted",
+        ],
+    )
+    .await;
+    assert_eq!(s.queues_declared, 50);
+    assert!(s.declare_s > 0.0);
+    let deleted = s.wait.expect("waited").deleted_s.expect("all deleted");
+    assert!(
+        deleted >= 0.25,
+        "the last expires 300 ms after its declare: {deleted}"
+    );
+}

@@ -29,7 +29,8 @@ struct Cli {
 enum Command {
     /// Run the broker in the foreground until SIGTERM or SIGINT.
     Serve(ServeArgs),
-    Perf(warren_perf::PerfArgs),
+    // Boxed: the load tool's options are far larger than the broker's.
+    Perf(Box<warren_perf::PerfArgs>),
 }
 
 #[derive(Parser)]
@@ -79,7 +80,7 @@ fn main() -> std::process::ExitCode {
         .init();
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Perf(args) => warren_perf::main(args),
+        Command::Perf(args) => warren_perf::main(*args),
     }
 }
 
