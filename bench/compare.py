@@ -306,7 +306,7 @@ class Warren:
         self.dir = tempfile.mkdtemp(prefix="warren-bench-")
         self.log = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(
-            [self.binary, "serve", "--amqp-port", str(self.port), "--data-dir", self.dir],
+            [self.binary, "serve", "--amqp-port", str(self.port), "--management-port", "0", "--data-dir", self.dir],
             stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         wait_port(self.port, 30)
         self.pid = self.proc.pid

@@ -55,7 +55,7 @@ class Broker:
         self.port = free_port()
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--bind", "127.0.0.1", "--amqp-port", str(self.port),
-             "--data-dir", self.data_dir],
+             "--management-port", "0", "--data-dir", self.data_dir],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 30

@@ -4,14 +4,17 @@ Two modes:
 
 * ``AMQP_URL`` set: use that (already running) broker, e.g. a RabbitMQ used
   to validate the suite itself.  Tests that must start their own broker are
-  skipped in this mode.
+  skipped in this mode.  Its management HTTP API is at ``MANAGEMENT_URL``
+  (default: ``http://<AMQP host>:15672``).
 * otherwise: start the Warren binary named by ``WARREN_BIN`` (default
   ``target/debug/warren`` in the repository root) as
 
-      WARREN_BIN serve --bind 127.0.0.1 --amqp-port PORT --data-dir DIR
+      WARREN_BIN serve --bind 127.0.0.1 --amqp-port PORT --data-dir DIR \
+          --management-port MPORT
 
-  on a free ephemeral port, wait until the port accepts TCP connections and
-  stop it with SIGTERM (SIGKILL after 10 s) afterwards.
+  on free ephemeral ports, wait until the AMQP port accepts TCP connections
+  and stop it with SIGTERM (SIGKILL after 10 s) afterwards.  The management
+  API is then at ``http://127.0.0.1:MPORT`` (``Broker.mgmt_url``).
 """
 
 from __future__ import annotations
@@ -54,11 +57,22 @@ class Broker:
     password: str = "guest"
     vhost: str = "/"
     external: bool = False
+    # base URL of the management HTTP API, e.g. http://127.0.0.1:15672
+    mgmt_url: Optional[str] = None
 
 
 def external_url() -> Optional[str]:
     url = os.environ.get("AMQP_URL", "").strip()
     return url or None
+
+
+def external_mgmt_url(amqp_host: str) -> str:
+    """MANAGEMENT_URL, or the AMQP_URL broker's host on RabbitMQ's port 15672."""
+    url = os.environ.get("MANAGEMENT_URL", "").strip()
+    if url:
+        return url.rstrip("/")
+    host = f"[{amqp_host}]" if ":" in amqp_host else amqp_host
+    return f"http://{host}:15672"
 
 
 def broker_from_url(url: str) -> Broker:
@@ -67,14 +81,16 @@ def broker_from_url(url: str) -> Broker:
         raise ValueError(f"only amqp:// URLs are supported, got {url!r}")
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     vhost = urllib.parse.unquote(path) if path else "/"
+    host = parts.hostname or "localhost"
     return Broker(
-        host=parts.hostname or "localhost",
+        host=host,
         port=parts.port or 5672,
         url=url,
         user=urllib.parse.unquote(parts.username or "guest"),
         password=urllib.parse.unquote(parts.password or "guest"),
         vhost=vhost,
         external=True,
+        mgmt_url=external_mgmt_url(host),
     )
 
 
@@ -129,14 +145,19 @@ def _tail(path: Path, limit: int = 4000) -> str:
 
 
 class WarrenProcess:
-    """One Warren server process with its own data dir and port."""
+    """One Warren server process with its own data dir and ports (AMQP and
+    management HTTP)."""
 
     def __init__(self, binary: Path, data_dir: Path, port: Optional[int] = None,
-                 host: str = LOOPBACK, log_path: Optional[Path] = None):
+                 host: str = LOOPBACK, log_path: Optional[Path] = None,
+                 mgmt_port: Optional[int] = None):
         self.binary = binary
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port or free_port(host)
+        self.mgmt_port = mgmt_port or free_port(host)
+        while self.mgmt_port == self.port:
+            self.mgmt_port = free_port(host)
         self.log_path = log_path or self.data_dir.parent / f"warren-{self.port}.log"
         self.proc: Optional[subprocess.Popen] = None
 
@@ -145,12 +166,17 @@ class WarrenProcess:
         return f"amqp://guest:guest@{self.host}:{self.port}/"
 
     @property
+    def mgmt_url(self) -> str:
+        return f"http://{self.host}:{self.mgmt_port}"
+
+    @property
     def broker(self) -> Broker:
-        return Broker(host=self.host, port=self.port, url=self.url)
+        return Broker(host=self.host, port=self.port, url=self.url, mgmt_url=self.mgmt_url)
 
     def command(self) -> list[str]:
         return [str(self.binary), "serve", "--bind", self.host,
-                "--amqp-port", str(self.port), "--data-dir", str(self.data_dir)]
+                "--amqp-port", str(self.port), "--data-dir", str(self.data_dir),
+                "--management-port", str(self.mgmt_port)]
 
     def start(self, timeout: float = START_TIMEOUT) -> "WarrenProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -193,10 +219,11 @@ class WarrenProcess:
         return proc.returncode
 
     def restart(self, timeout: float = START_TIMEOUT) -> "WarrenProcess":
-        """Stop and start again on the same port with the same data dir."""
+        """Stop and start again on the same ports with the same data dir."""
         self.stop()
         deadline = time.monotonic() + timeout
-        while not port_is_free(self.host, self.port) and time.monotonic() < deadline:
+        while (not (port_is_free(self.host, self.port) and port_is_free(self.host, self.mgmt_port))
+               and time.monotonic() < deadline):
             time.sleep(0.1)
         return self.start(timeout)
 
@@ -213,10 +240,11 @@ class BrokerFactory:
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="warren-interop-"))
         self.processes: list[WarrenProcess] = []
 
-    def start(self, data_dir: Optional[Path] = None, port: Optional[int] = None) -> WarrenProcess:
+    def start(self, data_dir: Optional[Path] = None, port: Optional[int] = None,
+              mgmt_port: Optional[int] = None) -> WarrenProcess:
         if data_dir is None:
             data_dir = Path(tempfile.mkdtemp(prefix="data-", dir=self.base_dir))
-        proc = WarrenProcess(self.binary, data_dir, port=port)
+        proc = WarrenProcess(self.binary, data_dir, port=port, mgmt_port=mgmt_port)
         self.processes.append(proc)
         return proc.start()
 

@@ -4,7 +4,8 @@
 the one named by ``AMQP_URL`` if set, otherwise a Warren server started from
 ``WARREN_BIN`` (see brokerctl.py).  ``broker_factory`` starts extra, fresh
 Warren servers for tests that need one of their own (skipped in AMQP_URL
-mode).
+mode).  ``mgmt``, ``vhost``, ``user`` and ``connect_as`` are for the
+management API and access-control tests (see below).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import re
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -154,3 +157,115 @@ def ch(conn):
     channel = conn.channel()
     channel.confirm_delivery()
     return channel
+
+
+# --- management API, vhosts and users ------------------------------------------------
+#
+# ``mgmt`` is an administrator client of the management HTTP API (the broker's
+# own credentials, guest/guest by default); ``vhost`` and ``user`` give a
+# fresh, unique virtual host / user that is deleted after the test (their
+# factories make more than one); ``connect_as`` opens pika connections with
+# other credentials / vhosts.
+
+MGMT_WAIT = 5.0  # seconds the management listener may lag behind the AMQP port
+
+
+@pytest.fixture(scope="session")
+def mgmt(broker):
+    import time
+    import urllib.error
+
+    from mgmt import Mgmt
+
+    if not broker.mgmt_url:
+        pytest.skip("no management API URL for this broker")
+    api = Mgmt(broker.mgmt_url, broker.user, broker.password)
+    deadline = time.monotonic() + max(MGMT_WAIT, 0 if broker.external else brokerctl.START_TIMEOUT)
+    while True:
+        try:
+            status, body = api.get("/api/whoami")
+            break
+        except (OSError, urllib.error.URLError) as exc:
+            if time.monotonic() >= deadline:
+                msg = f"management API at {broker.mgmt_url} not reachable: {exc}"
+                if broker.external:
+                    pytest.skip(msg + " (set MANAGEMENT_URL)")
+                pytest.fail(msg, pytrace=False)
+            time.sleep(0.2)
+    if status != 200:
+        pytest.fail(f"management API at {broker.mgmt_url} refused {broker.user!r}: "
+                    f"HTTP {status} {body!r}", pytrace=False)
+    return api
+
+
+@dataclass(frozen=True)
+class MQUser:
+    name: str
+    password: str
+
+
+@pytest.fixture
+def vhost_factory(mgmt, uid):
+    """``make(suffix="")`` creates a fresh vhost (the admin gets full permissions
+    on it) and returns its name; all are deleted after the test."""
+    made = []
+
+    def make(suffix: str = "") -> str:
+        name = f"{uid}.vh{len(made)}{suffix}"
+        mgmt.create_vhost(name)
+        made.append(name)
+        mgmt.set_permissions(name, mgmt.user)
+        return name
+
+    yield make
+    for name in reversed(made):
+        try:
+            mgmt.delete_vhost(name, missing_ok=True)
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def vhost(vhost_factory):
+    return vhost_factory()
+
+
+@pytest.fixture
+def user_factory(mgmt, uid):
+    """``make(tags="", password=None)`` creates a fresh user with a random
+    password (no permissions) and returns an MQUser; all are deleted after the test."""
+    made = []
+
+    def make(tags: str = "", password: Optional[str] = None) -> MQUser:
+        user = MQUser(f"{uid}.u{len(made)}", password or f"pw-{uuid.uuid4().hex[:12]}")
+        mgmt.create_user(user.name, user.password, tags=tags)
+        made.append(user.name)
+        return user
+
+    yield make
+    for name in reversed(made):
+        try:
+            mgmt.delete_user(name, missing_ok=True)
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def user(user_factory):
+    return user_factory()
+
+
+@pytest.fixture
+def connect_as(pika_connect):
+    """``connect_as(user_or_name, vhost="/", password=None)``: a pika
+    BlockingConnection with those credentials (closed at teardown)."""
+    import pika
+
+    def connect(user, vhost: str = "/", password: Optional[str] = None, **overrides):
+        name = user.name if isinstance(user, MQUser) else user
+        if password is None:
+            password = user.password if isinstance(user, MQUser) else ""
+        return pika_connect(credentials=pika.PlainCredentials(name, password),
+                            virtual_host=vhost, **overrides)
+
+    return connect

@@ -3,7 +3,8 @@
 #
 # It accepts the command line the suite uses for Warren,
 #
-#     rabbitmq-as-warren.sh serve --bind HOST --amqp-port PORT --data-dir DIR
+#     rabbitmq-as-warren.sh serve --bind HOST --amqp-port PORT --data-dir DIR \
+#         [--management-port MPORT [--management-bind MHOST]]
 #
 # so every WARREN_BIN code path of the suite (broker startup and shutdown,
 # fresh brokers, restarts, the article test in its private network
@@ -14,24 +15,47 @@
 #
 # Needs the rabbitmq-server package (apt-get install rabbitmq-server); RabbitMQ
 # takes several seconds to boot, hence the longer start timeout.
+#
+# With --management-port the rabbitmq_management plugin is enabled and its
+# HTTP listener put on MHOST:MPORT (MHOST defaults to HOST); without it the
+# node runs without plugins, as before.  Either way the node reads only the
+# rabbitmq.conf written into DIR (never /etc/rabbitmq/rabbitmq.conf).
 set -euo pipefail
 
-usage() { echo "usage: $0 serve --bind HOST --amqp-port PORT --data-dir DIR" >&2; exit 2; }
+usage() {
+    echo "usage: $0 serve --bind HOST --amqp-port PORT --data-dir DIR [--management-port PORT] [--management-bind HOST]" >&2
+    exit 2
+}
 [ "${1:-}" = serve ] || usage
 shift
-host=127.0.0.1 port=5672 dir=
+host=127.0.0.1 port=5672 dir= mgmt_port= mgmt_host=
 while [ $# -gt 0 ]; do
+    [ $# -ge 2 ] || usage
     case "$1" in
         --bind) host=$2; shift 2 ;;
         --amqp-port) port=$2; shift 2 ;;
         --data-dir) dir=$2; shift 2 ;;
+        --management-port) mgmt_port=$2; shift 2 ;;
+        --management-bind) mgmt_host=$2; shift 2 ;;
         *) usage ;;
     esac
 done
 [ -n "$dir" ] || usage
 mkdir -p "$dir/mnesia" "$dir/log"
 dir="$(cd "$dir" && pwd)"
-[ -f "$dir/enabled_plugins" ] || echo '[].' > "$dir/enabled_plugins"
+# Both files are rewritten on every start, so a restart (same data dir) with
+# or without --management-port gets what its command line asks for.
+if [ -n "$mgmt_port" ]; then
+    echo '[rabbitmq_management].' > "$dir/enabled_plugins"
+    # new-style (sysctl) format; 3.10 takes the path with its .conf extension
+    cat > "$dir/rabbitmq.conf" <<CONF
+management.tcp.port = $mgmt_port
+management.tcp.ip = ${mgmt_host:-$host}
+CONF
+else
+    echo '[].' > "$dir/enabled_plugins"
+    : > "$dir/rabbitmq.conf"
+fi
 
 # Erlang distribution port: any free one (the default, PORT+20000, may overflow).
 dist_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
@@ -43,6 +67,7 @@ export RABBITMQ_NODENAME="warren-stand-in-$port@localhost"
 export RABBITMQ_MNESIA_BASE="$dir/mnesia"
 export RABBITMQ_LOG_BASE="$dir/log"
 export RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"
+export RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf"
 export RABBITMQ_PID_FILE="$dir/rabbitmq.pid"
 export RABBITMQ_LOGS=-   # log to stdout
 

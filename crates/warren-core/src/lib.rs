@@ -1,6 +1,8 @@
 //! Warren's broker domain, free of I/O.
 //!
 //! This crate owns what a broker *is*, independent of sockets and tasks:
+//! - [`access`]: vhosts, users, password hashes, permissions and the
+//!   access-control checks of every operation;
 //! - [`error`]: protocol errors as reply code plus RabbitMQ's reply text;
 //! - [`message`]: a published message, shared (never copied) by every queue it
 //!   is routed to;
@@ -17,6 +19,7 @@
 //!
 //! The server crate wraps these in the locks and tasks that run them.
 
+pub mod access;
 pub mod arguments;
 pub mod dead_letter;
 pub mod error;

@@ -302,6 +302,16 @@ impl<Q> VirtualHost<Q> {
         Some(q)
     }
 
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Removes every queue (the vhost is being deleted); exchanges and
+    /// bindings stay for the caller to drop with the vhost.
+    pub fn drain_queues(&mut self) -> Vec<Q> {
+        self.queues.drain().map(|(_, q)| q).collect()
+    }
+
     /// Routes a message published to `exchange`, calling `out` for each matching
     /// queue once. Follows exchange-to-exchange bindings and
     /// alternate exchanges, each exchange at most once (cycles are cut).

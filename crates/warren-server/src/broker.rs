@@ -13,6 +13,9 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 use tracing::{info, warn};
+use warren_core::access::{
+    AccessControl, HashingAlgorithm, PasswordHash, Permissions, User, VhostInfo,
+};
 use warren_core::exchange::ExchangeSpec;
 use warren_core::{
     queue::QueueKind, Destination, ExchangeKind, MemoryStore, MessageStore, PriorityStore,
@@ -24,8 +27,10 @@ use warren_store::{
 };
 
 use crate::channel::ReplyRegistry;
+use crate::connections::ConnectionRegistry;
 use crate::definitions::{
-    BindingDef, Definitions, DefinitionsFile, ExchangeDef, QueueDef, Table, VHostDefinitions,
+    BindingDef, Definitions, DefinitionsFile, ExchangeDef, QueueDef, Table, TenantDefinitions,
+    VHostDefinitions,
 };
 use crate::queue::{Home, QueueCell, QueueSpec};
 use crate::resources::{spawn_monitor, Alarms};
@@ -64,7 +69,16 @@ struct Storage {
 
 pub struct Broker {
     pub config: ServerConfig,
-    vhosts: HashMap<String, Arc<VHost>>,
+    /// Each vhost's topology. Looked up when a connection opens, never on
+    /// the publish path.
+    pub(crate) vhosts: RwLock<HashMap<String, Arc<VHost>>>,
+    /// Vhosts, users and permissions.
+    pub(crate) access: RwLock<AccessControl>,
+    /// Bumped on every change to `access`, so connections know when to
+    /// refresh the grants they check against.
+    pub(crate) access_generation: AtomicU64,
+    /// Open connections, for limits, listings and forced closes.
+    pub connections: ConnectionRegistry,
     next_connection: AtomicU64,
     next_consumer: AtomicU64,
     /// Live direct reply-to consumers.
@@ -84,16 +98,8 @@ impl Broker {
     /// monitor, so it must run inside a tokio runtime.
     pub fn open(config: ServerConfig) -> Result<Arc<Self>, StartError> {
         let (sync_source, mut synced) = watch::channel(0);
-        let mut vhosts: HashMap<String, Arc<VHost>> = config
-            .vhosts
-            .iter()
-            .map(|name| {
-                (
-                    name.clone(),
-                    Arc::new(RwLock::new(VirtualHost::new(name.clone()))),
-                )
-            })
-            .collect();
+        let mut defs = Definitions::default();
+        let mut vhosts: HashMap<String, Arc<VHost>> = HashMap::new();
         let storage = match &config.data_dir {
             None => None,
             Some(dir) => {
@@ -108,7 +114,7 @@ impl Broker {
                     _ => {}
                 }
                 let definitions = DefinitionsFile::new(dir);
-                let defs = definitions.load().map_err(io)?;
+                defs = definitions.load().map_err(io)?;
                 let disk: Arc<dyn Disk> = Arc::new(RealDisk::new());
                 let sync = SyncCoordinator::start();
                 synced = sync.subscribe();
@@ -121,15 +127,28 @@ impl Broker {
                     next_queue_id: AtomicU64::new(defs.next_queue_id.max(1)),
                     next_spill_id: Arc::new(AtomicU64::new(1)),
                 };
-                storage.restore(&defs, &mut vhosts)?;
                 Some(storage)
             }
         };
+        let seeded = defs.tenants.is_none();
+        let access = tenants_of(&config, &defs);
+        for v in access.vhosts() {
+            vhosts.insert(
+                v.name.clone(),
+                Arc::new(RwLock::new(VirtualHost::new(v.name.clone()))),
+            );
+        }
+        if let Some(s) = &storage {
+            s.restore(&defs, &mut vhosts)?;
+        }
         let alarms = spawn_monitor(config.alarms.clone(), config.data_dir.clone());
         let broker = Arc::new(Broker {
             alarms,
             config,
-            vhosts,
+            vhosts: RwLock::new(vhosts),
+            access: RwLock::new(access),
+            access_generation: AtomicU64::new(1),
+            connections: ConnectionRegistry::default(),
             next_connection: AtomicU64::new(1),
             next_consumer: AtomicU64::new(1),
             replies: ReplyRegistry::default(),
@@ -138,12 +157,22 @@ impl Broker {
             _sync_source: sync_source,
         });
         // Recovered queues learn where they live, and start their timers.
-        for (name, vhost) in &broker.vhosts {
+        let all: Vec<(String, Arc<VHost>)> = broker
+            .vhosts
+            .read()
+            .iter()
+            .map(|(n, v)| (n.clone(), Arc::clone(v)))
+            .collect();
+        for (name, vhost) in all {
             let queues: Vec<Arc<QueueCell>> =
                 vhost.read().queues().map(|(_, q)| Arc::clone(q)).collect();
             for q in queues {
-                q.set_home(broker.home(name));
+                q.set_home(broker.home(&name));
             }
+        }
+        if seeded {
+            // The default user and vhost are definitions from now on.
+            broker.save_definitions(true);
         }
         Ok(broker)
     }
@@ -154,6 +183,7 @@ impl Broker {
             broker: Arc::downgrade(self),
             vhost: self
                 .vhosts
+                .read()
                 .get(name)
                 .map(Arc::downgrade)
                 .unwrap_or_default(),
@@ -162,7 +192,7 @@ impl Broker {
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
-        self.vhosts.get(name).cloned()
+        self.vhosts.read().get(name).cloned()
     }
 
     pub fn alarms(&self) -> watch::Receiver<Alarms> {
@@ -179,14 +209,6 @@ impl Broker {
 
     pub fn next_consumer_id(&self) -> u64 {
         self.next_consumer.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Checks a user's password.
-    pub fn authenticate(&self, user: &str, password: &str) -> bool {
-        self.config
-            .users
-            .iter()
-            .any(|u| u.name == user && u.password == password)
     }
 
     /// Whether a queue with these properties keeps its messages on disk and
@@ -235,9 +257,16 @@ impl Broker {
             next_queue_id: s.next_queue_id.load(Ordering::SeqCst),
             ..Default::default()
         };
-        for (name, vhost) in &self.vhosts {
-            defs.vhosts.insert(name.clone(), snapshot(&vhost.read()));
+        let all: Vec<(String, Arc<VHost>)> = self
+            .vhosts
+            .read()
+            .iter()
+            .map(|(n, v)| (n.clone(), Arc::clone(v)))
+            .collect();
+        for (name, vhost) in all {
+            defs.vhosts.insert(name, snapshot(&vhost.read()));
         }
+        defs.tenants = Some(TenantDefinitions::from_access(&self.access.read()));
         if let Err(err) = s.definitions.save(&defs) {
             warn!(%err, "cannot save definitions");
         }
@@ -385,6 +414,38 @@ impl Storage {
         }
         Ok(())
     }
+}
+
+/// The registry at start: the saved one, or (on a first start) the default
+/// user with all permissions in the default vhost.
+fn tenants_of(config: &ServerConfig, defs: &Definitions) -> AccessControl {
+    let mut ac = AccessControl::new();
+    ac.set_loopback_users(config.loopback_users.clone());
+    match &defs.tenants {
+        Some(t) => {
+            for skipped in t.apply_to(&mut ac) {
+                warn!(%skipped, "saved definition not restored");
+            }
+        }
+        None => {
+            ac.put_vhost(VhostInfo::new(config.default_vhost.clone()));
+            ac.put_user(User {
+                name: config.default_user.clone(),
+                password: PasswordHash::new(
+                    HashingAlgorithm::Sha256,
+                    crate::tenants::salt(),
+                    &config.default_pass,
+                ),
+                tags: config.default_user_tags.clone(),
+            });
+            let _ = ac.set_permissions(
+                &config.default_user,
+                &config.default_vhost,
+                Permissions::all(),
+            );
+        }
+    }
+    ac
 }
 
 /// The number of priority levels of a priority queue (`x-max-priority` +

@@ -1,17 +1,10 @@
 //! Server settings that clients can observe: negotiation limits, message
-//! size, users.
+//! size, the default user and vhost.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::resources::AlarmConfig;
-
-/// One user allowed to connect.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub name: String,
-    pub password: String,
-}
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -25,8 +18,17 @@ pub struct ServerConfig {
     pub max_message_size: u64,
     /// Time a client has to complete the handshake (up to connection.open).
     pub handshake_timeout: Duration,
-    pub users: Vec<User>,
-    pub vhosts: Vec<String>,
+    /// The user, password, tags and vhost created on first start (when no
+    /// definitions exist yet), with all permissions in that vhost, as
+    /// RabbitMQ's `default_user`, `default_pass`, `default_user_tags` and
+    /// `default_vhost`.
+    pub default_user: String,
+    pub default_pass: String,
+    pub default_user_tags: Vec<String>,
+    pub default_vhost: String,
+    /// Users that may log in only from a loopback address (RabbitMQ's
+    /// `loopback_users`).
+    pub loopback_users: Vec<String>,
     /// Where durable definitions and messages live; `None` keeps
     /// everything in memory.
     pub data_dir: Option<PathBuf>,
@@ -42,11 +44,11 @@ impl Default for ServerConfig {
             heartbeat: 60,
             max_message_size: 128 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
-            users: vec![User {
-                name: "guest".into(),
-                password: "guest".into(),
-            }],
-            vhosts: vec!["/".into()],
+            default_user: "guest".into(),
+            default_pass: "guest".into(),
+            default_user_tags: vec!["administrator".into()],
+            default_vhost: "/".into(),
+            loopback_users: vec!["guest".into()],
             data_dir: None,
             alarms: AlarmConfig::default(),
         }

@@ -1,5 +1,5 @@
-//! Durable definitions: the exchanges, queues and bindings that survive a
-//! restart, saved as one JSON document replaced atomically on every change.
+//! Durable definitions: the vhosts, users, permissions, exchanges, queues and
+//! bindings that survive a restart, saved as one JSON document replaced atomically on every change.
 //!
 //! What is durable follows RabbitMQ: durable exchanges (not the predeclared
 //! ones), durable queues that are not exclusive, and bindings whose source
@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
+use warren_core::access::{
+    AccessControl, AccessError, PasswordHash, Permissions, TopicPermission, User, VhostInfo,
+    VhostLimits,
+};
 use warren_protocol::{FieldTable, Reader};
 
 /// Everything durable, across virtual hosts.
@@ -20,6 +24,162 @@ pub struct Definitions {
     /// The next id for a durable queue's storage directory.
     pub next_queue_id: u64,
     pub vhosts: BTreeMap<String, VHostDefinitions>,
+    /// Vhosts, users and permissions; absent in a data directory written
+    /// before Warren had them, which then starts with the default user.
+    #[serde(default)]
+    pub tenants: Option<TenantDefinitions>,
+}
+
+/// The access-control registry, in the shape of RabbitMQ's definitions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TenantDefinitions {
+    pub vhosts: Vec<VhostDef>,
+    pub users: Vec<UserDef>,
+    pub permissions: Vec<PermissionDef>,
+    pub topic_permissions: Vec<TopicPermissionDef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VhostDef {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub default_queue_type: Option<String>,
+    #[serde(default)]
+    pub max_connections: Option<u64>,
+    #[serde(default)]
+    pub max_queues: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserDef {
+    pub name: String,
+    /// Base64 of salt and hash, as RabbitMQ exports it.
+    pub password_hash: String,
+    pub hashing_algorithm: String,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PermissionDef {
+    pub user: String,
+    pub vhost: String,
+    pub configure: String,
+    pub write: String,
+    pub read: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicPermissionDef {
+    pub user: String,
+    pub vhost: String,
+    pub exchange: String,
+    pub write: String,
+    pub read: String,
+}
+
+impl TenantDefinitions {
+    /// Everything in the registry (the loopback users are configuration,
+    /// not definitions).
+    pub fn from_access(ac: &AccessControl) -> Self {
+        TenantDefinitions {
+            vhosts: ac
+                .vhosts()
+                .map(|v| VhostDef {
+                    name: v.name.clone(),
+                    description: v.description.clone(),
+                    tags: v.tags.clone(),
+                    default_queue_type: v.default_queue_type.clone(),
+                    max_connections: v.limits.max_connections,
+                    max_queues: v.limits.max_queues,
+                })
+                .collect(),
+            users: ac
+                .users()
+                .map(|u| UserDef {
+                    name: u.name.clone(),
+                    password_hash: u.password.to_base64(),
+                    hashing_algorithm: u.password.algorithm.as_str().to_string(),
+                    tags: u.tags.clone(),
+                })
+                .collect(),
+            permissions: ac
+                .all_permissions()
+                .map(|(user, vhost, p)| PermissionDef {
+                    user: user.to_string(),
+                    vhost: vhost.to_string(),
+                    configure: p.configure.as_str().to_string(),
+                    write: p.write.as_str().to_string(),
+                    read: p.read.as_str().to_string(),
+                })
+                .collect(),
+            topic_permissions: ac
+                .all_topic_permissions()
+                .map(|(user, vhost, t)| TopicPermissionDef {
+                    user: user.to_string(),
+                    vhost: vhost.to_string(),
+                    exchange: t.exchange.clone(),
+                    write: t.write.clone(),
+                    read: t.read.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Adds these definitions to a registry; entries that do not parse
+    /// (a bad hash, a pattern, a missing user) are skipped and reported.
+    pub fn apply_to(&self, ac: &mut AccessControl) -> Vec<String> {
+        let mut skipped = Vec::new();
+        for v in &self.vhosts {
+            ac.put_vhost(VhostInfo {
+                name: v.name.clone(),
+                description: v.description.clone(),
+                tags: v.tags.clone(),
+                default_queue_type: v.default_queue_type.clone(),
+                limits: VhostLimits {
+                    max_connections: v.max_connections,
+                    max_queues: v.max_queues,
+                },
+            });
+        }
+        for u in &self.users {
+            match PasswordHash::from_base64(&u.password_hash, Some(&u.hashing_algorithm)) {
+                Ok(password) => {
+                    ac.put_user(User {
+                        name: u.name.clone(),
+                        password,
+                        tags: u.tags.clone(),
+                    });
+                }
+                Err(e) => skipped.push(format!("user '{}': {e}", u.name)),
+            }
+        }
+        for p in &self.permissions {
+            let result = Permissions::new(&p.configure, &p.write, &p.read)
+                .map_err(AccessError::from)
+                .and_then(|perms| ac.set_permissions(&p.user, &p.vhost, perms));
+            if let Err(e) = result {
+                skipped.push(format!("permissions of '{}' in '{}': {e}", p.user, p.vhost));
+            }
+        }
+        for t in &self.topic_permissions {
+            let tp = TopicPermission {
+                exchange: t.exchange.clone(),
+                write: t.write.clone(),
+                read: t.read.clone(),
+            };
+            if let Err(e) = ac.set_topic_permission(&t.user, &t.vhost, tp) {
+                skipped.push(format!(
+                    "topic permissions of '{}' in '{}': {e}",
+                    t.user, t.vhost
+                ));
+            }
+        }
+        skipped
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

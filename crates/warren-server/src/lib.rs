@@ -11,11 +11,13 @@ mod broker;
 mod channel;
 mod config;
 mod connection;
+mod connections;
 mod definitions;
 mod lifecycle;
 mod queue;
 mod resources;
 mod staging;
+mod tenants;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,8 +27,10 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub use broker::{Broker, StartError};
-pub use config::{ServerConfig, User};
+pub use config::ServerConfig;
+pub use connections::{ConnectionInfo, ConnectionRegistry};
 pub use resources::{default_memory_limit, total_memory, AlarmConfig, Alarms, MemoryProbe};
+pub use tenants::{salt as password_salt, Totals};
 
 /// Opens the broker (recovering durable state from the data directory, if
 /// any), accepts connections until `shutdown` completes, then asks every

@@ -67,6 +67,12 @@ struct ServeArgs {
     /// Free disk space in bytes below which publishers are blocked.
     #[arg(long, default_value_t = 50_000_000)]
     disk_free_limit: u64,
+    /// Port of the management HTTP API and web UI (0 turns it off).
+    #[arg(long, default_value_t = 15672)]
+    management_port: u16,
+    /// Address of the management listener (default: the --bind address).
+    #[arg(long)]
+    management_bind: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -144,8 +150,36 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
             }
         };
         let local: Option<SocketAddr> = listener.local_addr().ok();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        if args.management_port != 0 {
+            let host = args.management_bind.as_deref().unwrap_or(&args.bind);
+            let addr = format!("{host}:{}", args.management_port);
+            let mgmt = match TcpListener::bind(&addr).await {
+                Ok(l) => l,
+                Err(err) => {
+                    error!(%addr, %err, "cannot listen for the management API");
+                    broker.shutdown();
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
+            let mgmt_addr = mgmt.local_addr().ok();
+            let state = warren_management::AppState::new(
+                Arc::clone(&broker),
+                local.unwrap_or_else(|| ([127, 0, 0, 1], args.amqp_port).into()),
+                mgmt_addr.unwrap_or_else(|| ([127, 0, 0, 1], args.management_port).into()),
+            );
+            info!(addr = ?mgmt_addr, "Warren management API listening");
+            tokio::spawn(warren_management::serve(mgmt, state, stopped(stop_rx.clone())));
+        }
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
         info!(addr = ?local, data_dir = %args.data_dir.display(), "Warren listening for AMQP 0-9-1");
-        warren_server::serve(listener, broker, shutdown_signal()).await;
+        warren_server::serve(listener, broker, stopped(stop_rx)).await;
         info!("stopped");
         std::process::ExitCode::SUCCESS
     })

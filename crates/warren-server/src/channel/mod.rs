@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use ahash::AHashMap as HashMap;
 use bytes::{Bytes, BytesMut};
+use warren_core::access::{CheckCache, Operation, Permission};
 use warren_core::arguments::{describe, type_name, validate_consumer_args, validate_queue_args};
 use warren_core::exchange::ExchangeSpec;
 use warren_core::names;
@@ -92,6 +93,8 @@ struct TxBuffer {
 
 pub struct Channel {
     pub id: u16,
+    /// Permission checks this channel passed lately (RabbitMQ's cache).
+    checks: CheckCache,
     /// The channel is done (closed by the client, or close-ok received) and
     /// must be removed.
     pub finished: bool,
@@ -136,6 +139,66 @@ fn find_queue(ctx: &ConnCtx, name: &str) -> Result<Arc<QueueCell>, AmqpError> {
 /// [`crate::lifecycle::delete_queue`]).
 pub fn delete_queue(ctx: &ConnCtx, name: &str, when: DeleteWhen<'_>) -> Result<u32, AmqpError> {
     crate::lifecycle::delete_queue(&ctx.broker, &ctx.vhost, &ctx.vhost_name, name, when)
+}
+
+/// The permissions a (un)binding needs: write on the destination, read on
+/// the source, and the topic read permission for the key.
+fn check_bind(
+    ctx: &mut ConnCtx,
+    cache: &mut CheckCache,
+    destination: &str,
+    to_queue: bool,
+    source: &str,
+    key: &str,
+) -> Result<(), AmqpError> {
+    let op = if to_queue {
+        Operation::QueueBind {
+            queue: destination,
+            exchange: source,
+        }
+    } else {
+        Operation::ExchangeBind {
+            destination,
+            source,
+        }
+    };
+    ctx.check(cache, &op)?;
+    ctx.check_topic(cache, Permission::Read, source, key)
+}
+
+/// exchange.declare's permissions: configure on the exchange and, for a new
+/// one with an alternate exchange, read on it and write on the alternate.
+fn check_exchange_declare(
+    ctx: &mut ConnCtx,
+    cache: &mut CheckCache,
+    exchange: &str,
+    arguments: &warren_protocol::FieldTable,
+) -> Result<(), AmqpError> {
+    ctx.check(
+        cache,
+        &Operation::ExchangeDeclare {
+            exchange,
+            passive: false,
+            alternate_exchange: None,
+        },
+    )?;
+    let ae = arguments
+        .get("alternate-exchange")
+        .and_then(warren_protocol::FieldValue::as_bytes)
+        .map(|b| String::from_utf8_lossy(b).into_owned());
+    if let Some(ae) = ae {
+        if ctx.vhost.read().exchange(exchange).is_err() {
+            ctx.check(
+                cache,
+                &Operation::ExchangeDeclare {
+                    exchange,
+                    passive: false,
+                    alternate_exchange: Some(&ae),
+                },
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// queue.bind / exchange.bind (`add`) or their unbind, saving the
@@ -257,6 +320,7 @@ impl Channel {
     pub fn new(id: u16) -> Self {
         Channel {
             id,
+            checks: CheckCache::default(),
             finished: false,
             closing: false,
             pending: None,
@@ -495,6 +559,9 @@ impl Channel {
                 } else {
                     ExchangeKind::parse(&m.kind)?
                 };
+                if !m.passive && !m.exchange.is_empty() {
+                    check_exchange_declare(ctx, &mut self.checks, &m.exchange, &m.arguments)?;
+                }
                 let spec = ExchangeSpec {
                     name: m.exchange,
                     kind,
@@ -511,6 +578,14 @@ impl Channel {
                 Ok(())
             }
             Method::ExchangeDelete(m) => {
+                if !m.exchange.is_empty() && !names::is_reserved(&m.exchange) {
+                    ctx.check(
+                        &mut self.checks,
+                        &Operation::ExchangeDelete {
+                            exchange: &m.exchange,
+                        },
+                    )?;
+                }
                 let deleted = ctx
                     .vhost
                     .write()
@@ -522,6 +597,14 @@ impl Channel {
                 Ok(())
             }
             Method::ExchangeBind(m) => {
+                check_bind(
+                    ctx,
+                    &mut self.checks,
+                    &m.destination,
+                    false,
+                    &m.source,
+                    &m.routing_key,
+                )?;
                 let dest = Destination::Exchange(m.destination);
                 bind(ctx, true, &m.source, dest, &m.routing_key, &m.arguments)?;
                 if !m.nowait {
@@ -530,6 +613,14 @@ impl Channel {
                 Ok(())
             }
             Method::ExchangeUnbind(m) => {
+                check_bind(
+                    ctx,
+                    &mut self.checks,
+                    &m.destination,
+                    false,
+                    &m.source,
+                    &m.routing_key,
+                )?;
                 let dest = Destination::Exchange(m.destination);
                 bind(ctx, false, &m.source, dest, &m.routing_key, &m.arguments)?;
                 if !m.nowait {
@@ -545,6 +636,7 @@ impl Channel {
                 } else {
                     m.routing_key
                 };
+                check_bind(ctx, &mut self.checks, &queue, true, &m.exchange, &key)?;
                 {
                     // RabbitMQ names a missing exchange before a missing queue.
                     let topo = ctx.vhost.read();
@@ -570,6 +662,14 @@ impl Channel {
                 // Unbinding succeeds whatever is missing, and RabbitMQ does not
                 // check exclusive ownership here.
                 let queue = self.queue_name(&m.queue)?;
+                check_bind(
+                    ctx,
+                    &mut self.checks,
+                    &queue,
+                    true,
+                    &m.exchange,
+                    &m.routing_key,
+                )?;
                 bind(
                     ctx,
                     false,
@@ -582,7 +682,9 @@ impl Channel {
                 Ok(())
             }
             Method::QueuePurge(m) => {
-                let q = find_queue(ctx, &self.queue_name(&m.queue)?)?;
+                let name = self.queue_name(&m.queue)?;
+                ctx.check(&mut self.checks, &Operation::Purge { queue: &name })?;
+                let q = find_queue(ctx, &name)?;
                 let n = q
                     .run(|inner, _, _| inner.queue.purge())
                     .map_err(store_failure)? as u32;
@@ -593,6 +695,7 @@ impl Channel {
             }
             Method::QueueDelete(m) => {
                 let name = self.queue_name(&m.queue)?;
+                ctx.check(&mut self.checks, &Operation::QueueDelete { queue: &name })?;
                 let exists = ctx.vhost.read().queue(&name).is_some();
                 let n = if exists {
                     find_queue(ctx, &name)?;
@@ -660,7 +763,9 @@ impl Channel {
                 Ok(())
             }
             Method::BasicGet(m) => {
-                let q = find_queue(ctx, &self.queue_name(&m.queue)?)?;
+                let name = self.queue_name(&m.queue)?;
+                ctx.check(&mut self.checks, &Operation::Get { queue: &name })?;
+                let q = find_queue(ctx, &name)?;
                 let got = q
                     .run(|inner, now, fx| inner.queue.get(now, !m.no_ack, fx))
                     .map_err(store_failure)?;

@@ -137,6 +137,18 @@ impl Channel {
             all.freeze()
         };
         let publish = p.publish;
+        ctx.check(
+            &mut self.checks,
+            &Operation::Publish {
+                exchange: &publish.exchange,
+            },
+        )?;
+        ctx.check_topic(
+            &mut self.checks,
+            Permission::Write,
+            &publish.exchange,
+            &publish.routing_key,
+        )?;
         if let Some(refused) = header.refused {
             // As RabbitMQ: a missing exchange is named before any property.
             ctx.vhost.read().check_publishable(&publish.exchange)?;

@@ -25,6 +25,16 @@ impl Channel {
             return self.declare_reply_queue(&name, m.nowait, ctx, out);
         }
         if !m.passive {
+            ctx.check(
+                &mut self.checks,
+                &Operation::QueueDeclare {
+                    queue: &name,
+                    passive: false,
+                    dead_letter_exchange: None,
+                },
+            )?;
+        }
+        if !m.passive {
             validate_queue_args(
                 &name,
                 &vhost,
@@ -59,6 +69,28 @@ impl Channel {
                     return Err(AmqpError::access_refused(format!(
                         "queue name '{name}' contains reserved prefix 'amq.*'"
                     )));
+                }
+                if let Some(limit) = ctx.broker.vhost_queue_limit(&vhost) {
+                    if ctx.vhost.read().queue_count() as u64 >= limit {
+                        return Err(AmqpError::precondition_failed(format!(
+                            "cannot declare queue '{name}': queue limit in vhost '{vhost}' ({limit}) is reached"
+                        )));
+                    }
+                }
+                let dlx = m
+                    .arguments
+                    .get("x-dead-letter-exchange")
+                    .and_then(warren_protocol::FieldValue::as_bytes)
+                    .map(|b| String::from_utf8_lossy(b).into_owned());
+                if let Some(dlx) = dlx {
+                    ctx.check(
+                        &mut self.checks,
+                        &Operation::QueueDeclare {
+                            queue: &name,
+                            passive: false,
+                            dead_letter_exchange: Some(&dlx),
+                        },
+                    )?;
                 }
                 let mut topo = ctx.vhost.write();
                 match topo.queue(&name) {
@@ -123,7 +155,9 @@ impl Channel {
             }
             return self.consume_replies(tag, m.no_ack, m.nowait, ctx, out);
         }
-        let q = find_queue(ctx, &self.queue_name(&m.queue)?)?;
+        let name = self.queue_name(&m.queue)?;
+        ctx.check(&mut self.checks, &Operation::Consume { queue: &name })?;
+        let q = find_queue(ctx, &name)?;
         validate_consumer_args(q.name(), &ctx.vhost_name, &m.arguments)?;
         if q.is_quorum() && self.limit.global_prefetch.load(Ordering::SeqCst) != 0 {
             return Err(AmqpError::not_implemented(format!(

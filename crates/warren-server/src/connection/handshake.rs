@@ -3,6 +3,7 @@
 //! AMQPLAIN), tune negotiation, open, close and update-secret.
 
 use super::*;
+use crate::connections::ConnectionInfo;
 
 impl Connection {
     pub(super) fn send_start(&mut self) {
@@ -66,8 +67,8 @@ impl Connection {
                     }
                 }
                 .unwrap_or_default();
-                if !self.broker.authenticate(&user, &pass) {
-                    info!(conn = self.id, peer = %self.peer, user, "login refused");
+                if let Err(why) = self.broker.login(&user, &pass, self.peer.ip()) {
+                    info!(conn = self.id, peer = %self.peer, user, reason = ?why, "login refused");
                     let told = matches!(
                         m.client_properties.get("capabilities"),
                         Some(FieldValue::Table(caps))
@@ -85,6 +86,8 @@ impl Connection {
                     ))));
                 }
                 self.user = user;
+                self.client_properties = m.client_properties.clone();
+                self.auth_mechanism = m.mechanism.clone();
                 if let Some(FieldValue::Table(caps)) = m.client_properties.get("capabilities") {
                     let has = |c: &str| caps.get(c).and_then(FieldValue::as_bool).unwrap_or(false);
                     self.cancel_notify = has("consumer_cancel_notify");
@@ -155,12 +158,39 @@ impl Connection {
                 Ok(())
             }
             (Phase::Open, Method::ConnectionOpen(m)) => {
-                let Some(vhost) = self.broker.vhost(&m.virtual_host) else {
+                // Read first: a change made meanwhile is then picked up.
+                let grants_generation = self.broker.access_generation();
+                let (vhost, grants) = self
+                    .broker
+                    .open_vhost(&self.user, &m.virtual_host)
+                    .map_err(|e| fault(e, &method))?;
+                let info = ConnectionInfo {
+                    id: self.id,
+                    peer: self.peer,
+                    local: self.local,
+                    user: self.user.clone(),
+                    vhost: m.virtual_host.clone(),
+                    opened_at: crate::queue::now_ms(),
+                    client_properties: std::mem::take(&mut self.client_properties),
+                    channels: Arc::clone(&self.channels.shown),
+                    frame_max: self.out.frame_max,
+                    channel_max: self.channel_max,
+                    heartbeat: self.heartbeat,
+                    auth_mechanism: std::mem::take(&mut self.auth_mechanism),
+                    tx: self.tx.clone(),
+                };
+                let limit = self.broker.vhost_connection_limit(&m.virtual_host);
+                if !self.broker.connections.register(info, limit) {
                     return Err(fault(
-                        AmqpError::not_allowed(format!("vhost {} not found", m.virtual_host)),
+                        AmqpError::not_allowed(format!(
+                            "access to vhost '{}' refused for user '{}': connection limit ({}) is reached",
+                            m.virtual_host,
+                            self.user,
+                            limit.unwrap_or(0)
+                        )),
                         &method,
                     ));
-                };
+                }
                 self.ctx = Some(ConnCtx {
                     id: self.id,
                     broker: Arc::clone(&self.broker),
@@ -173,6 +203,8 @@ impl Connection {
                     staging: Staging::default(),
                     acks: PendingAcks::default(),
                     user: self.user.clone(),
+                    grants,
+                    grants_generation,
                 });
                 self.out.method(0, ConnectionOpenOk::default());
                 self.phase = Phase::Running;

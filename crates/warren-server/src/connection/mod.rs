@@ -12,6 +12,7 @@
 mod handshake;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
+use warren_core::access::{CheckCache, Grants, Operation, Permission};
 use warren_core::{AmqpError, Message, QueuedMessage, SyncTicket};
 
 use crate::resources::Alarms;
@@ -64,6 +66,9 @@ pub enum ConnEvent {
         token: String,
         msg: Arc<Message>,
     },
+    /// The broker closes this connection (its vhost or user was deleted,
+    /// or an operator closed it).
+    Close(AmqpError),
 }
 
 /// The output side of a connection: the write buffer and the frame size the
@@ -124,6 +129,8 @@ impl Out {
 struct Channels {
     slots: Vec<Option<Box<Channel>>>,
     open: usize,
+    /// `open`, shared with the connection registry's listings.
+    shown: Arc<AtomicUsize>,
 }
 
 impl Channels {
@@ -146,17 +153,20 @@ impl Channels {
         }
         if self.slots[at].replace(Box::new(channel)).is_none() {
             self.open += 1;
+            self.shown.store(self.open, Ordering::Relaxed);
         }
     }
 
     fn remove(&mut self, id: u16) -> Option<Channel> {
         let channel = self.slots.get_mut(id as usize)?.take()?;
         self.open -= 1;
+        self.shown.store(self.open, Ordering::Relaxed);
         Some(*channel)
     }
 
     fn drain(&mut self) -> impl Iterator<Item = Channel> + '_ {
         self.open = 0;
+        self.shown.store(0, Ordering::Relaxed);
         self.slots.drain(..).flatten().map(|ch| *ch)
     }
 }
@@ -181,6 +191,52 @@ pub struct ConnCtx {
     pub acks: PendingAcks,
     /// The authenticated user.
     pub user: String,
+    /// What the user may do in this vhost, as of `grants_generation`.
+    pub grants: Grants,
+    pub grants_generation: u64,
+}
+
+impl ConnCtx {
+    /// Checks that the user may perform `op` (403 otherwise), against the
+    /// registry as it is now.
+    /// `cache` is the channel's memory of checks it passed.
+    pub fn check(&mut self, cache: &mut CheckCache, op: &Operation<'_>) -> Result<(), AmqpError> {
+        self.refresh_grants();
+        self.grants.check_cached(op, cache)
+    }
+
+    /// Checks a routing key against the user's topic permissions on a
+    /// topic exchange.
+    pub fn check_topic(
+        &mut self,
+        cache: &mut CheckCache,
+        permission: Permission,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<(), AmqpError> {
+        self.refresh_grants();
+        if self.grants.topics.is_empty() {
+            return Ok(());
+        }
+        let is_topic = self
+            .vhost
+            .read()
+            .exchange(exchange)
+            .is_ok_and(|x| x.spec.kind == warren_core::ExchangeKind::Topic);
+        if !is_topic {
+            return Ok(());
+        }
+        self.grants
+            .check_topic(permission, exchange, routing_key, cache)
+    }
+
+    fn refresh_grants(&mut self) {
+        let now = self.broker.access_generation();
+        if now != self.grants_generation {
+            self.grants = self.broker.grants(&self.user, &self.vhost_name);
+            self.grants_generation = now;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,6 +275,9 @@ impl Fault {
 struct Connection {
     id: u64,
     peer: SocketAddr,
+    local: SocketAddr,
+    client_properties: FieldTable,
+    auth_mechanism: String,
     broker: Arc<Broker>,
     phase: Phase,
     rbuf: BytesMut,
@@ -264,9 +323,13 @@ pub async fn serve(
 ) {
     let (tx, rx) = unbounded_channel();
     let now = Instant::now();
+    let local = stream.local_addr().unwrap_or(peer);
     let mut conn = Connection {
         id: broker.next_connection_id(),
         peer,
+        local,
+        client_properties: FieldTable::default(),
+        auth_mechanism: String::new(),
         phase: Phase::ProtocolHeader,
         rbuf: BytesMut::with_capacity(READ_RESERVE),
         out: Out {
@@ -732,6 +795,12 @@ impl Connection {
                     }
                 }
             }
+            ConnEvent::Close(error) => {
+                if self.phase == Phase::Running {
+                    info!(conn = self.id, peer = %self.peer, reason = %error.text, "closing connection");
+                    self.close_with(Fault::new(error));
+                }
+            }
         }
     }
 
@@ -755,6 +824,7 @@ impl Connection {
         let Some(ctx) = self.ctx.as_mut() else {
             return;
         };
+        ctx.broker.connections.unregister(self.id);
         for ch in self.channels.drain() {
             ch.close(ctx);
         }

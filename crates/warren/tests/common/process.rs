@@ -34,6 +34,8 @@ impl Broker {
                 "127.0.0.1",
                 "--amqp-port",
                 &port.to_string(),
+                "--management-port",
+                "0",
                 "--data-dir",
             ])
             .arg(dir)

@@ -1,0 +1,100 @@
+//! Small pieces of RabbitMQ's JSON conventions.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+
+/// A JSON request body, read as RabbitMQ reads it: whatever the content
+/// type, an empty body is `{}`, and what is not JSON is 400 `not_json`.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
+        let value: serde_json::Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+            serde_json::Value::Object(Default::default())
+        } else {
+            serde_json::from_slice(&bytes).map_err(|_| ApiError::bad_request("not_json"))?
+        };
+        serde_json::from_value(value)
+            .map(Body)
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+    }
+}
+
+/// Tags as RabbitMQ's API accepts them: a comma-separated string or a list.
+#[derive(Debug, Default)]
+pub struct Tags(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Tags {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Text(String),
+            List(Vec<String>),
+        }
+        Ok(match Either::deserialize(d)? {
+            Either::Text(t) => Tags(warren_core::access::User::parse_tags(&t)),
+            Either::List(l) => Tags(
+                l.iter()
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+                    .collect(),
+            ),
+        })
+    }
+}
+
+/// 201 for a PUT that created the object, 204 for one that updated it.
+pub fn created_or_updated(created: bool) -> Response {
+    if created {
+        StatusCode::CREATED.into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    }
+}
+
+/// A field table as RabbitMQ's API shows it: strings as strings, numbers
+/// as numbers, nested tables as objects.
+pub fn table_to_json(table: &warren_protocol::FieldTable) -> serde_json::Value {
+    serde_json::Value::Object(
+        table
+            .iter()
+            .map(|(k, v)| (k.to_string(), value_to_json(v)))
+            .collect(),
+    )
+}
+
+pub fn value_to_json(v: &warren_protocol::FieldValue) -> serde_json::Value {
+    use serde_json::json;
+    use warren_protocol::FieldValue as F;
+    match v {
+        F::Bool(b) => json!(b),
+        F::I8(n) => json!(n),
+        F::U8(n) => json!(n),
+        F::I16(n) => json!(n),
+        F::U16(n) => json!(n),
+        F::I32(n) => json!(n),
+        F::U32(n) => json!(n),
+        F::I64(n) => json!(n),
+        F::U64(n) => json!(n),
+        F::F32(n) => json!(n),
+        F::F64(n) => json!(n),
+        F::Decimal { scale, value } => json!(*value as f64 / 10f64.powi(*scale as i32)),
+        F::LongString(b) | F::ByteArray(b) => json!(String::from_utf8_lossy(b)),
+        F::Array(items) => serde_json::Value::Array(items.iter().map(value_to_json).collect()),
+        F::Timestamp(t) => json!(t),
+        F::Table(t) => table_to_json(t),
+        F::Void => serde_json::Value::Null,
+    }
+}

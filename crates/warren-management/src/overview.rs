@@ -1,0 +1,76 @@
+//! `/api/overview` and `/api/whoami`.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::auth::Caller;
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/overview", get(overview))
+        .route("/api/whoami", get(whoami))
+}
+
+async fn whoami(caller: Caller) -> Json<Value> {
+    Json(json!({"name": caller.user.name, "tags": caller.user.tags}))
+}
+
+async fn overview(State(state): State<AppState>, caller: Caller) -> Json<Value> {
+    let b = &state.broker;
+    let vhosts: Vec<String> = b
+        .access()
+        .vhosts()
+        .map(|v| v.name.clone())
+        .filter(|v| caller.sees_vhost(&state, v))
+        .collect();
+    let totals = b.totals(&vhosts);
+    let version = env!("CARGO_PKG_VERSION");
+    let exchange_types: Vec<Value> = ["direct", "fanout", "headers", "topic"]
+        .iter()
+        .map(|t| json!({"name": t, "description": "", "enabled": true}))
+        .collect();
+    Json(json!({
+        "management_version": version,
+        "rates_mode": "basic",
+        "sample_retention_policies": {
+            "global": [600, 3600, 28800, 86400],
+            "basic": [600, 3600],
+            "detailed": [600],
+        },
+        "exchange_types": exchange_types,
+        "product_version": version,
+        "product_name": "Warren",
+        "rabbitmq_version": version,
+        "cluster_name": state.node_name,
+        "erlang_version": "none",
+        "erlang_full_version": "none (Warren is written in Rust)",
+        "disable_stats": false,
+        "enable_queue_totals": false,
+        "message_stats": {},
+        "churn_rates": {},
+        "queue_totals": {
+            "messages": totals.ready + totals.unacked,
+            "messages_ready": totals.ready,
+            "messages_unacknowledged": totals.unacked,
+        },
+        "object_totals": {
+            "channels": totals.channels,
+            "connections": totals.connections,
+            "consumers": totals.consumers,
+            "exchanges": totals.exchanges,
+            "queues": totals.queues,
+        },
+        "statistics_db_event_queue": 0,
+        "node": state.node_name,
+        "listeners": state.listeners,
+        "contexts": [{
+            "node": state.node_name,
+            "description": "Warren Management",
+            "path": "/",
+            "port": state.management_port.to_string(),
+        }],
+    }))
+}
