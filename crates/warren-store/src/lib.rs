@@ -19,11 +19,14 @@
 //! - `seq_set`: range sets of settled sequence numbers;
 //! - `queue_store`: the store itself;
 //! - `spill_store`: transient queues, in memory until their backlog
-//!   grows, then on disk.
+//!   grows, then on disk;
+//! - `definitions_store`: the broker's durable definitions, a key-value
+//!   log compacted in the background ([`DefinitionsStore`]).
 //!
 //! `docs/storage-format.md` documents the files byte by byte.
 
 mod ack_log;
+mod definitions_store;
 pub mod disk;
 mod queue_store;
 mod real_disk;
@@ -34,6 +37,7 @@ mod sim_disk;
 mod spill_store;
 mod sync;
 
+pub use definitions_store::{Change, DefinitionsOptions, DefinitionsStore, COMPACT_MIN_DEAD_BYTES};
 pub use disk::{Disk, DiskFile};
 pub use queue_store::{DiskQueueStore, StoreOptions};
 pub use real_disk::RealDisk;
