@@ -153,21 +153,27 @@ impl Exchange {
         }
     }
 
-    /// Removes every binding to `destination`; returns how many there were.
-    pub fn unbind_destination(&mut self, destination: &Destination) -> usize {
+    /// Removes every binding to `destination`; returns them.
+    pub fn unbind_destination(&mut self, destination: &Destination) -> Vec<Binding> {
         let keys: Vec<BindingKey> = self
             .bindings
             .keys()
             .filter(|k| &k.destination == destination)
             .cloned()
             .collect();
-        for key in &keys {
-            if let Some(args) = self.bindings.remove(key) {
+        let mut removed = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(args) = self.bindings.remove(&key) {
                 self.router
                     .unbind(&key.destination, &key.routing_key, &args);
+                removed.push(Binding {
+                    destination: key.destination,
+                    routing_key: key.routing_key,
+                    arguments: args,
+                });
             }
         }
-        keys.len()
+        removed
     }
 
     pub fn has_bindings(&self) -> bool {

@@ -6,7 +6,7 @@ use smallvec::SmallVec;
 use warren_protocol::FieldTable;
 
 use crate::arguments::{describe, validate_headers_binding};
-use crate::exchange::ExchangeSpec;
+use crate::exchange::{Binding, ExchangeSpec};
 use crate::names::is_reserved;
 use crate::{AmqpError, Destination, Exchange, ExchangeKind};
 
@@ -25,6 +25,22 @@ pub struct VirtualHost<Q> {
     name: String,
     exchanges: HashMap<String, Exchange>,
     queues: HashMap<String, Q>,
+    /// What changed since the last [`take_changes`](Self::take_changes),
+    /// while recording is on: the owner persists it.
+    journal: Option<Vec<TopologyChange>>,
+}
+
+/// One change to a vhost's topology, as the owner of its durable copy
+/// needs to know it: cascades (bindings removed with their exchange or
+/// queue, auto-delete exchanges) are reported one by one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TopologyChange {
+    ExchangeDeclared(String),
+    ExchangeDeleted(String),
+    QueueAdded(String),
+    QueueRemoved(String),
+    Bound { source: String, binding: Binding },
+    Unbound { source: String, binding: Binding },
 }
 
 impl<Q> VirtualHost<Q> {
@@ -33,6 +49,7 @@ impl<Q> VirtualHost<Q> {
             name: name.into(),
             exchanges: HashMap::new(),
             queues: HashMap::new(),
+            journal: None,
         };
         for &(name, kind, internal) in PREDECLARED {
             vhost.exchanges.insert(
@@ -52,6 +69,43 @@ impl<Q> VirtualHost<Q> {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Starts (or stops) recording changes for [`take_changes`](Self::take_changes).
+    pub fn record_changes(&mut self, on: bool) {
+        self.journal = on.then(Vec::new);
+    }
+
+    /// The changes recorded since the last call.
+    pub fn take_changes(&mut self) -> Vec<TopologyChange> {
+        match &mut self.journal {
+            Some(j) => std::mem::take(j),
+            None => Vec::new(),
+        }
+    }
+
+    fn note(&mut self, change: TopologyChange) {
+        if let Some(j) = &mut self.journal {
+            j.push(change);
+        }
+    }
+
+    /// Removes an exchange, noting its bindings and itself as gone.
+    fn drop_exchange(&mut self, name: &str) -> bool {
+        let Some(x) = self.exchanges.remove(name) else {
+            return false;
+        };
+        if self.journal.is_some() {
+            let gone: Vec<_> = x.bindings().collect();
+            for binding in gone {
+                self.note(TopologyChange::Unbound {
+                    source: name.to_string(),
+                    binding,
+                });
+            }
+            self.note(TopologyChange::ExchangeDeleted(name.to_string()));
+        }
+        true
     }
 
     fn no_exchange(&self, name: &str) -> AmqpError {
@@ -100,8 +154,9 @@ impl<Q> VirtualHost<Q> {
                         spec.name
                     )));
                 }
-                self.exchanges
-                    .insert(spec.name.clone(), Exchange::new(spec));
+                let name = spec.name.clone();
+                self.exchanges.insert(name.clone(), Exchange::new(spec));
+                self.note(TopologyChange::ExchangeDeclared(name));
                 Ok(true)
             }
         }
@@ -174,7 +229,7 @@ impl<Q> VirtualHost<Q> {
                 self.name
             )));
         }
-        self.exchanges.remove(name);
+        self.drop_exchange(name);
         self.remove_destination(&Destination::Exchange(name.to_string()));
         Ok(true)
     }
@@ -183,13 +238,27 @@ impl<Q> VirtualHost<Q> {
     /// left without bindings (which may cascade).
     fn remove_destination(&mut self, dest: &Destination) {
         let mut emptied = Vec::new();
+        let mut unbound = Vec::new();
         for x in self.exchanges.values_mut() {
-            if x.unbind_destination(dest) > 0 && x.spec.auto_delete && !x.has_bindings() {
+            let gone = x.unbind_destination(dest);
+            if gone.is_empty() {
+                continue;
+            }
+            if x.spec.auto_delete && !x.has_bindings() {
                 emptied.push(x.spec.name.clone());
             }
+            if self.journal.is_some() {
+                unbound.extend(gone.into_iter().map(|binding| TopologyChange::Unbound {
+                    source: x.spec.name.clone(),
+                    binding,
+                }));
+            }
+        }
+        for change in unbound {
+            self.note(change);
         }
         for name in emptied {
-            if self.exchanges.remove(&name).is_some() {
+            if self.drop_exchange(&name) {
                 self.remove_destination(&Destination::Exchange(name));
             }
         }
@@ -254,7 +323,16 @@ impl<Q> VirtualHost<Q> {
         }
         let no_source = self.no_exchange(source);
         let x = self.exchanges.get_mut(source).ok_or(no_source)?;
-        x.bind(dest, key, args);
+        if x.bind(dest.clone(), key, args) {
+            self.note(TopologyChange::Bound {
+                source: source.to_string(),
+                binding: Binding {
+                    destination: dest,
+                    routing_key: key.to_string(),
+                    arguments: args.clone(),
+                },
+            });
+        }
         Ok(())
     }
 
@@ -274,9 +352,21 @@ impl<Q> VirtualHost<Q> {
         let Some(x) = self.exchanges.get_mut(source) else {
             return Ok(());
         };
-        if x.unbind(dest, key, args) && x.spec.auto_delete && !x.has_bindings() {
+        if !x.unbind(dest.clone(), key, args) {
+            return Ok(());
+        }
+        let emptied = x.spec.auto_delete && !x.has_bindings();
+        self.note(TopologyChange::Unbound {
+            source: source.to_string(),
+            binding: Binding {
+                destination: dest,
+                routing_key: key.to_string(),
+                arguments: args.clone(),
+            },
+        });
+        if emptied {
             let name = source.to_string();
-            self.exchanges.remove(&name);
+            self.drop_exchange(&name);
             self.remove_destination(&Destination::Exchange(name));
         }
         Ok(())
@@ -291,13 +381,15 @@ impl<Q> VirtualHost<Q> {
     }
 
     pub fn insert_queue(&mut self, name: String, queue: Q) {
-        self.queues.insert(name, queue);
+        self.queues.insert(name.clone(), queue);
+        self.note(TopologyChange::QueueAdded(name));
     }
 
     /// Removes a queue and its bindings (auto-delete exchanges that lose
     /// their last binding go too).
     pub fn remove_queue(&mut self, name: &str) -> Option<Q> {
         let q = self.queues.remove(name)?;
+        self.note(TopologyChange::QueueRemoved(name.to_string()));
         self.remove_destination(&Destination::Queue(name.to_string()));
         Some(q)
     }
@@ -408,6 +500,73 @@ mod tests {
             internal: false,
             arguments: FieldTable::new(),
         }
+    }
+
+    #[test]
+    fn the_journal_reports_every_change_cascades_included() {
+        use TopologyChange::*;
+        let mut v: VirtualHost<u32> = VirtualHost::new("/");
+        v.declare_exchange(spec("untracked", ExchangeKind::Fanout), false)
+            .unwrap();
+        v.record_changes(true);
+        let auto = ExchangeSpec {
+            auto_delete: true,
+            ..spec("auto", ExchangeKind::Fanout)
+        };
+        v.declare_exchange(auto, false).unwrap();
+        v.declare_exchange(spec("x", ExchangeKind::Direct), false)
+            .unwrap();
+        v.insert_queue("q".into(), 1);
+        let none = FieldTable::new();
+        v.bind("auto", Destination::Queue("q".into()), "", &none)
+            .unwrap();
+        v.bind("x", Destination::Exchange("auto".into()), "k", &none)
+            .unwrap();
+        // Binding twice changes nothing.
+        v.bind("x", Destination::Exchange("auto".into()), "k", &none)
+            .unwrap();
+        let to = |d: Destination, k: &str| Binding {
+            destination: d,
+            routing_key: k.into(),
+            arguments: FieldTable::new(),
+        };
+        assert_eq!(
+            v.take_changes(),
+            vec![
+                ExchangeDeclared("auto".into()),
+                ExchangeDeclared("x".into()),
+                QueueAdded("q".into()),
+                Bound {
+                    source: "auto".into(),
+                    binding: to(Destination::Queue("q".into()), "")
+                },
+                Bound {
+                    source: "x".into(),
+                    binding: to(Destination::Exchange("auto".into()), "k")
+                },
+            ]
+        );
+        // The queue goes: its binding, then the auto-delete exchange left
+        // without bindings, and the binding to that exchange.
+        v.remove_queue("q");
+        assert_eq!(
+            v.take_changes(),
+            vec![
+                QueueRemoved("q".into()),
+                Unbound {
+                    source: "auto".into(),
+                    binding: to(Destination::Queue("q".into()), "")
+                },
+                ExchangeDeleted("auto".into()),
+                Unbound {
+                    source: "x".into(),
+                    binding: to(Destination::Exchange("auto".into()), "k")
+                },
+            ]
+        );
+        v.record_changes(false);
+        v.delete_exchange("x", false).unwrap();
+        assert!(v.take_changes().is_empty());
     }
 
     fn vhost_with_queues(names: &[&str]) -> VirtualHost<String> {

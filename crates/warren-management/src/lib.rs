@@ -80,8 +80,26 @@ pub fn router(state: AppState) -> Router {
         .merge(overview::routes())
         .merge(tenants::routes())
         .merge(connections::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            durable_changes,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// A change is answered once what it saved is on stable storage.
+async fn durable_changes(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let changes = req.method() != axum::http::Method::GET;
+    let res = next.run(req).await;
+    if changes {
+        state.broker.definitions_synced().await;
+    }
+    res
 }
 
 /// Serves the API on `listener` until `shutdown` completes.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use tokio::sync::watch;
 use tracing::{info, warn};
 use warren_core::access::{
@@ -28,10 +28,8 @@ use warren_store::{
 
 use crate::channel::ReplyRegistry;
 use crate::connections::ConnectionRegistry;
-use crate::definitions::{
-    BindingDef, Definitions, DefinitionsFile, ExchangeDef, QueueDef, Table, TenantDefinitions,
-    VHostDefinitions,
-};
+use crate::definitions::{Definitions, DefinitionsFile};
+use crate::persist::DefinitionRecords;
 use crate::queue::{Home, QueueCell, QueueSpec};
 use crate::resources::{spawn_monitor, Alarms};
 use crate::ServerConfig;
@@ -49,6 +47,8 @@ pub enum StartError {
         dir: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot read the saved definitions: {source}")]
+    Definitions { source: StoreError },
     #[error("cannot recover queue '{queue}': {source}")]
     Queue { queue: String, source: StoreError },
 }
@@ -58,10 +58,7 @@ struct Storage {
     dir: PathBuf,
     disk: Arc<dyn Disk>,
     sync: Arc<SyncCoordinator>,
-    definitions: DefinitionsFile,
-    /// Serialises saves so a newer snapshot is never overwritten by an
-    /// older one. Taken before any topology lock.
-    save_lock: Mutex<()>,
+    records: DefinitionRecords,
     next_queue_id: AtomicU64,
     /// Names the spill directories of transient queues.
     next_spill_id: Arc<AtomicU64>,
@@ -113,24 +110,41 @@ impl Broker {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
                     _ => {}
                 }
-                let definitions = DefinitionsFile::new(dir);
-                defs = definitions.load().map_err(io)?;
                 let disk: Arc<dyn Disk> = Arc::new(RealDisk::new());
                 let sync = SyncCoordinator::start();
                 synced = sync.subscribe();
+                let (records, loaded) = DefinitionRecords::open(
+                    Arc::clone(&disk),
+                    dir.join("definitions"),
+                    Arc::clone(&sync),
+                )
+                .map_err(|source| StartError::Definitions { source })?;
+                // A data directory from before the incremental store: its
+                // whole file goes over in one batch, and the file is removed
+                // once the store holds something (so once that batch was
+                // durable).
+                let legacy = DefinitionsFile::new(dir);
+                defs = if records.is_empty() {
+                    let old = legacy.load().map_err(io)?;
+                    records
+                        .import(&old)
+                        .map_err(|source| StartError::Definitions { source })?;
+                    old
+                } else {
+                    legacy.remove().map_err(io)?;
+                    loaded
+                };
                 let storage = Storage {
                     dir: dir.clone(),
                     disk,
                     sync,
-                    definitions,
-                    save_lock: Mutex::new(()),
+                    records,
                     next_queue_id: AtomicU64::new(defs.next_queue_id.max(1)),
                     next_spill_id: Arc::new(AtomicU64::new(1)),
                 };
                 Some(storage)
             }
         };
-        let seeded = defs.tenants.is_none();
         let access = tenants_of(&config, &defs);
         for v in access.vhosts() {
             vhosts.insert(
@@ -170,9 +184,13 @@ impl Broker {
                 q.set_home(broker.home(&name));
             }
         }
-        if seeded {
-            // The default user and vhost are definitions from now on.
-            broker.save_definitions(true);
+        if let Some(s) = &broker.storage {
+            // The default user and vhost of a first start are definitions
+            // from now on; and from here on every vhost's changes are saved.
+            s.records.tenants(&broker.access.read());
+            for topo in broker.vhosts.read().values() {
+                topo.write().record_changes(true);
+            }
         }
         Ok(broker)
     }
@@ -243,33 +261,43 @@ impl Broker {
         Ok(QueueCell::with_store(spec, store))
     }
 
-    /// Saves the durable definitions if `changed` says a durable entity was
-    /// involved. Failures are logged: the change has already happened.
-    pub fn save_definitions(&self, changed: bool) {
+    /// Saves what changed in a vhost's topology. Called with the
+    /// topology's write lock held, right after the change.
+    pub fn persist(&self, vhost: &str, topo: &mut VirtualHost<Arc<QueueCell>>) {
+        if let Some(s) = &self.storage {
+            s.records.topology(vhost, topo);
+        }
+    }
+
+    /// Saves the tenant registry's changes.
+    pub(crate) fn persist_tenants(&self) {
+        if let Some(s) = &self.storage {
+            s.records.tenants(&self.access.read());
+        }
+    }
+
+    /// Deletes the saved topology of a vhost being deleted.
+    pub(crate) fn forget_topology(&self, vhost: &str, topo: &VirtualHost<Arc<QueueCell>>) {
+        if let Some(s) = &self.storage {
+            s.records.forget_topology(vhost, topo);
+        }
+    }
+
+    /// Waits until every definition saved so far is on stable storage
+    /// (the management API answers a change after this, as a durable
+    /// declare's effects are durable before a later confirm).
+    pub async fn definitions_synced(&self) {
         let Some(s) = &self.storage else {
             return;
         };
-        if !changed {
-            return;
-        }
-        let _guard = s.save_lock.lock();
-        let mut defs = Definitions {
-            next_queue_id: s.next_queue_id.load(Ordering::SeqCst),
-            ..Default::default()
-        };
-        let all: Vec<(String, Arc<VHost>)> = self
-            .vhosts
-            .read()
-            .iter()
-            .map(|(n, v)| (n.clone(), Arc::clone(v)))
-            .collect();
-        for (name, vhost) in all {
-            defs.vhosts.insert(name, snapshot(&vhost.read()));
-        }
-        defs.tenants = Some(TenantDefinitions::from_access(&self.access.read()));
-        if let Err(err) = s.definitions.save(&defs) {
-            warn!(%err, "cannot save definitions");
-        }
+        let ticket = s.records.last_ticket();
+        let mut synced = self.synced.clone();
+        let _ = synced.wait_for(|t| *t >= ticket).await;
+    }
+
+    /// Whether changes are saved (there is a data directory).
+    pub(crate) fn is_durable(&self) -> bool {
+        self.storage.is_some()
     }
 
     /// Syncs everything written and stops the storage threads.
@@ -471,57 +499,4 @@ fn by_priority(
             (0..n).map(|_| make()).collect::<Result<_, _>>()?,
         ))),
     }
-}
-
-/// The durable part of a virtual host's topology.
-fn snapshot(topo: &VirtualHost<Arc<QueueCell>>) -> VHostDefinitions {
-    let durable_queue = |name: &str| {
-        topo.queue(name)
-            .is_some_and(|q| q.spec.durable && q.spec.exclusive_owner.is_none())
-    };
-    let durable_exchange = |name: &str| topo.exchange(name).is_ok_and(|x| x.spec.durable);
-    let mut defs = VHostDefinitions::default();
-    for x in topo.exchanges() {
-        let predeclared = x.name().is_empty() || x.name().starts_with("amq.");
-        if x.spec.durable && !predeclared {
-            defs.exchanges.push(ExchangeDef {
-                name: x.name().to_string(),
-                kind: x.spec.kind.as_str().to_string(),
-                auto_delete: x.spec.auto_delete,
-                internal: x.spec.internal,
-                arguments: Table(x.spec.arguments.clone()),
-            });
-        }
-        if !x.spec.durable {
-            continue;
-        }
-        for b in x.bindings() {
-            let (dest, is_queue, durable) = match &b.destination {
-                Destination::Queue(q) => (q.clone(), true, durable_queue(q)),
-                Destination::Exchange(e) => (e.clone(), false, durable_exchange(e)),
-            };
-            if durable {
-                defs.bindings.push(BindingDef {
-                    source: x.name().to_string(),
-                    destination: dest,
-                    destination_is_queue: is_queue,
-                    routing_key: b.routing_key,
-                    arguments: Table(b.arguments),
-                });
-            }
-        }
-    }
-    for (name, q) in topo.queues() {
-        if q.spec.durable && q.spec.exclusive_owner.is_none() {
-            defs.queues.push(QueueDef {
-                name: name.to_string(),
-                id: q.spec.id,
-                auto_delete: q.spec.auto_delete,
-                arguments: Table(q.spec.arguments.clone()),
-            });
-        }
-    }
-    defs.exchanges.sort_by(|a, b| a.name.cmp(&b.name));
-    defs.queues.sort_by(|a, b| a.name.cmp(&b.name));
-    defs
 }

@@ -1,5 +1,7 @@
 //! Durable definitions: the vhosts, users, permissions, exchanges, queues and
-//! bindings that survive a restart, saved as one JSON document replaced atomically on every change.
+//! bindings that survive a restart, as serde types. `persist` stores them one
+//! record per object; `definitions.json`, the single file that older data
+//! directories kept, is still read once and carried over.
 //!
 //! What is durable follows RabbitMQ: durable exchanges (not the predeclared
 //! ones), durable queues that are not exclusive, and bindings whose source
@@ -7,7 +9,6 @@
 //! their AMQP field-table encoding, so every value type round-trips exactly.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
@@ -261,22 +262,12 @@ impl DefinitionsFile {
         }
     }
 
-    /// Replaces the saved definitions atomically: write a temporary file,
-    /// sync it, rename it over the old one, sync the directory.
-    pub fn save(&self, defs: &Definitions) -> std::io::Result<()> {
-        let json = serde_json::to_vec_pretty(defs)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        let tmp = self.path.with_extension("json.tmp");
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()?;
+    /// Removes the file (its definitions are in the store now).
+    pub fn remove(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
         }
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
     }
 }
 
@@ -327,8 +318,14 @@ mod tests {
                 }],
             },
         );
-        file.save(&defs).unwrap();
+        std::fs::write(
+            dir.join("definitions.json"),
+            serde_json::to_vec(&defs).unwrap(),
+        )
+        .unwrap();
         assert_eq!(file.load().unwrap(), defs);
+        file.remove().unwrap();
+        assert_eq!(file.load().unwrap(), Definitions::default());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

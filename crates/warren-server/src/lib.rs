@@ -14,6 +14,7 @@ mod connection;
 mod connections;
 mod definitions;
 mod lifecycle;
+mod persist;
 mod queue;
 mod resources;
 mod staging;

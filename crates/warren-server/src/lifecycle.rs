@@ -62,8 +62,8 @@ pub fn delete_queue(
         }
     }
     topo.remove_queue(name);
+    broker.persist(vhost_name, &mut topo);
     drop(topo);
-    broker.save_definitions(broker.is_persistent(q.spec.durable, q.spec.exclusive_owner.is_some()));
     let mut fx = Effects::default();
     let count = {
         let mut inner = q.lock();

@@ -89,7 +89,7 @@ impl Broker {
     fn change_access<T>(&self, f: impl FnOnce(&mut AccessControl) -> T) -> T {
         let out = f(&mut self.access.write());
         self.access_generation.fetch_add(1, Ordering::AcqRel);
-        self.save_definitions(true);
+        self.persist_tenants();
         out
     }
 
@@ -99,10 +99,12 @@ impl Broker {
         let name = info.name.clone();
         let created = self.change_access(|ac| ac.put_vhost(info));
         if created {
-            self.vhosts
-                .write()
-                .entry(name.clone())
-                .or_insert_with(|| Arc::new(RwLock::new(VirtualHost::new(name.clone()))));
+            let durable = self.is_durable();
+            self.vhosts.write().entry(name.clone()).or_insert_with(|| {
+                let mut topo = VirtualHost::new(name.clone());
+                topo.record_changes(durable);
+                Arc::new(RwLock::new(topo))
+            });
             info!(vhost = %name, "vhost created");
         }
         created
@@ -122,7 +124,12 @@ impl Broker {
                 format!("vhost '{name}' is deleted"),
             ),
         );
-        let queues: Vec<_> = topo.write().drain_queues();
+        let queues: Vec<_> = {
+            let mut topo = topo.write();
+            self.forget_topology(name, &topo);
+            topo.record_changes(false);
+            topo.drain_queues()
+        };
         for q in queues {
             let mut fx = Effects::default();
             let mut inner = q.lock();
@@ -138,7 +145,6 @@ impl Broker {
                 });
             }
         }
-        self.save_definitions(true);
         info!(vhost = %name, "vhost deleted");
         true
     }

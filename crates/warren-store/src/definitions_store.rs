@@ -544,6 +544,11 @@ impl DefinitionsStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Whether `key` has a live entry.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.state.lock().index.contains_key(key)
+    }
 }
 
 fn refused(why: &str) -> StoreError {

@@ -212,17 +212,12 @@ fn bind(
     args: &warren_protocol::FieldTable,
 ) -> Result<(), AmqpError> {
     let mut topo = ctx.vhost.write();
-    let durable = topo.binding_is_durable(source, &dest, |q| {
-        ctx.broker
-            .is_persistent(q.spec.durable, q.spec.exclusive_owner.is_some())
-    });
     if add {
         topo.bind(source, dest, key, args)?;
     } else {
         topo.unbind(source, dest, key, args)?;
     }
-    drop(topo);
-    ctx.broker.save_definitions(durable);
+    ctx.broker.persist(&ctx.vhost_name, &mut topo);
     Ok(())
 }
 
@@ -570,8 +565,11 @@ impl Channel {
                     internal: m.internal,
                     arguments: m.arguments,
                 };
-                let created = ctx.vhost.write().declare_exchange(spec, m.passive)?;
-                ctx.broker.save_definitions(created && m.durable);
+                {
+                    let mut topo = ctx.vhost.write();
+                    topo.declare_exchange(spec, m.passive)?;
+                    ctx.broker.persist(&ctx.vhost_name, &mut topo);
+                }
                 if !m.nowait {
                     out.method(id, ExchangeDeclareOk {});
                 }
@@ -586,11 +584,11 @@ impl Channel {
                         },
                     )?;
                 }
-                let deleted = ctx
-                    .vhost
-                    .write()
-                    .delete_exchange(&m.exchange, m.if_unused)?;
-                ctx.broker.save_definitions(deleted);
+                {
+                    let mut topo = ctx.vhost.write();
+                    topo.delete_exchange(&m.exchange, m.if_unused)?;
+                    ctx.broker.persist(&ctx.vhost_name, &mut topo);
+                }
                 if !m.nowait {
                     out.method(id, ExchangeDeleteOk {});
                 }

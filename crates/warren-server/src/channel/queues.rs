@@ -109,13 +109,12 @@ impl Channel {
                             })
                             .map_err(store_failure)?;
                         topo.insert_queue(name.clone(), Arc::clone(&q));
+                        ctx.broker.persist(&ctx.vhost_name, &mut topo);
                         if m.exclusive {
                             ctx.exclusive_queues.push(Arc::clone(&q));
                         }
                         drop(topo);
                         q.set_home(ctx.broker.home(&ctx.vhost_name));
-                        ctx.broker
-                            .save_definitions(ctx.broker.is_persistent(m.durable, m.exclusive));
                         q
                     }
                 }

@@ -12,7 +12,7 @@ pub struct Broker {
     dir: PathBuf,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -34,11 +34,16 @@ impl Broker {
                 "127.0.0.1",
                 "--amqp-port",
                 &port.to_string(),
-                "--management-port",
-                "0",
                 "--data-dir",
             ])
             .arg(dir)
+            // No management listener unless the test asks for one.
+            .args(
+                (!extra.contains(&"--management-port"))
+                    .then_some(["--management-port", "0"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
