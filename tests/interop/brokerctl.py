@@ -150,10 +150,13 @@ class WarrenProcess:
 
     def __init__(self, binary: Path, data_dir: Path, port: Optional[int] = None,
                  host: str = LOOPBACK, log_path: Optional[Path] = None,
-                 mgmt_port: Optional[int] = None):
+                 mgmt_port: Optional[int] = None, bind: Optional[str] = None):
         self.binary = binary
         self.data_dir = Path(data_dir)
         self.host = host
+        # the --bind address (e.g. 0.0.0.0); ``host`` stays the address the
+        # suite connects to
+        self.bind = bind or host
         self.port = port or free_port(host)
         self.mgmt_port = mgmt_port or free_port(host)
         while self.mgmt_port == self.port:
@@ -174,7 +177,7 @@ class WarrenProcess:
         return Broker(host=self.host, port=self.port, url=self.url, mgmt_url=self.mgmt_url)
 
     def command(self) -> list[str]:
-        return [str(self.binary), "serve", "--bind", self.host,
+        return [str(self.binary), "serve", "--bind", self.bind,
                 "--amqp-port", str(self.port), "--data-dir", str(self.data_dir),
                 "--management-port", str(self.mgmt_port)]
 
@@ -241,10 +244,12 @@ class BrokerFactory:
         self.processes: list[WarrenProcess] = []
 
     def start(self, data_dir: Optional[Path] = None, port: Optional[int] = None,
-              mgmt_port: Optional[int] = None) -> WarrenProcess:
+              mgmt_port: Optional[int] = None, bind: Optional[str] = None) -> WarrenProcess:
+        """``bind``: the address to listen on (default: 127.0.0.1, also the
+        address the suite connects to)."""
         if data_dir is None:
             data_dir = Path(tempfile.mkdtemp(prefix="data-", dir=self.base_dir))
-        proc = WarrenProcess(self.binary, data_dir, port=port, mgmt_port=mgmt_port)
+        proc = WarrenProcess(self.binary, data_dir, port=port, mgmt_port=mgmt_port, bind=bind)
         self.processes.append(proc)
         return proc.start()
 

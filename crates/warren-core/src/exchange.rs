@@ -86,6 +86,9 @@ pub struct Exchange {
     /// The `alternate-exchange` argument: where messages that match no
     /// binding go.
     pub alternate: Option<String>,
+    /// The user that declared it (`None` for the predeclared ones), as the
+    /// management API shows it.
+    pub created_by: Option<String>,
     bindings: HashMap<BindingKey, FieldTable>,
     router: Router,
 }
@@ -109,6 +112,7 @@ impl Exchange {
             router: spec.kind.router(),
             spec,
             alternate,
+            created_by: None,
             bindings: HashMap::new(),
         }
     }

@@ -121,6 +121,13 @@ impl<Q> VirtualHost<Q> {
         AmqpError::access_refused("operation not permitted on the default exchange")
     }
 
+    /// Records who declared an exchange.
+    pub fn set_creator(&mut self, exchange: &str, user: &str) {
+        if let Some(x) = self.exchanges.get_mut(exchange) {
+            x.created_by = Some(user.to_string());
+        }
+    }
+
     pub fn exchange(&self, name: &str) -> Result<&Exchange, AmqpError> {
         self.exchanges
             .get(name)

@@ -46,6 +46,33 @@ impl Caller {
                 .is_some()
     }
 
+    /// The AMQP permission check of `op` for the caller in `vhost`: the API
+    /// changes nothing a user could not change over AMQP.
+    pub fn check_amqp(
+        &self,
+        state: &AppState,
+        vhost: &str,
+        op: &warren_core::access::Operation<'_>,
+    ) -> ApiResult<()> {
+        state
+            .broker
+            .grants(&self.user.name, vhost)
+            .check(op)
+            .map_err(|_| ApiError::not_authorised("Access refused."))
+    }
+
+    /// Whether the caller sees a vhost's queues, exchanges and bindings:
+    /// administrators everywhere, others (monitoring users too) where they
+    /// have a permission entry.
+    pub fn sees_topology(&self, state: &AppState, vhost: &str) -> bool {
+        self.level.is_administrator()
+            || state
+                .broker
+                .access()
+                .permissions(&self.user.name, vhost)
+                .is_some()
+    }
+
     /// Like [`sees_vhost`](Self::sees_vhost), as an error for a request
     /// about one vhost.
     pub fn require_vhost(&self, state: &AppState, vhost: &str) -> ApiResult<()> {
@@ -87,7 +114,9 @@ impl FromRequestParts<AppState> for Caller {
         let user = match access.authenticate(&name, &password, loopback) {
             Ok(user) => user.clone(),
             Err(warren_core::access::LoginRefused::NotFromLoopback) => {
-                return Err(ApiError::login_failed("User can only log in via localhost"))
+                return Err(ApiError::not_authorised(
+                    "User can only log in via localhost",
+                ))
             }
             Err(_) => return Err(ApiError::login_failed("Login failed")),
         };

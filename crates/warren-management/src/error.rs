@@ -61,6 +61,20 @@ impl ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+impl ApiError {
+    /// A broker refusal as RabbitMQ's API reports it: an access refusal is
+    /// 401 "Access refused.", a missing object 404, anything else 400 with
+    /// the AMQP reply text.
+    pub fn from_amqp(e: warren_core::AmqpError) -> Self {
+        use warren_protocol::ReplyCode;
+        match e.code {
+            ReplyCode::AccessRefused => Self::not_authorised("Access refused."),
+            ReplyCode::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found", e.text),
+            _ => Self::bad_request(e.text),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut res = if self.error.is_empty() {

@@ -98,3 +98,44 @@ pub fn value_to_json(v: &warren_protocol::FieldValue) -> serde_json::Value {
         F::Void => serde_json::Value::Null,
     }
 }
+/// A JSON object as a field table, as RabbitMQ converts arguments given
+/// to its API: integers as signed 64-bit, other numbers as doubles,
+/// strings as long strings.
+pub fn json_to_table(value: &serde_json::Value) -> Option<warren_protocol::FieldTable> {
+    let obj = value.as_object()?;
+    Some(warren_protocol::FieldTable(
+        obj.iter()
+            .map(|(k, v)| (k.clone(), json_to_value(v)))
+            .collect(),
+    ))
+}
+
+pub fn json_to_value(v: &serde_json::Value) -> warren_protocol::FieldValue {
+    use serde_json::Value as J;
+    use warren_protocol::FieldValue as F;
+    match v {
+        J::Null => F::Void,
+        J::Bool(b) => F::Bool(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => F::I64(i),
+            None => F::F64(n.as_f64().unwrap_or(0.0)),
+        },
+        J::String(s) => F::LongString(bytes::Bytes::copy_from_slice(s.as_bytes())),
+        J::Array(items) => F::Array(items.iter().map(json_to_value).collect()),
+        J::Object(_) => F::Table(json_to_table(v).unwrap_or_default()),
+    }
+}
+
+/// A name as it appears in a URL path segment.
+pub fn path_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

@@ -9,14 +9,26 @@
 //! - `error`: RabbitMQ's error bodies;
 //! - `overview`: `/api/overview`, `/api/whoami`;
 //! - `tenants`: vhosts, users, permissions, topic permissions, limits;
-//! - `connections`: `/api/connections`.
+//! - `connections`: `/api/connections`;
+//! - `channels`: channels and consumers, as their connections describe them;
+//! - `topology`: exchanges, queues and bindings;
+//! - `messages`: basic.get and publish over HTTP;
+//! - `health`: the aliveness test and health checks;
+//! - `definitions`: export and import in RabbitMQ's definitions format;
+//! - `listing`: the list endpoints' filters, sorting, columns and paging.
 
 mod auth;
+mod channels;
 mod connections;
+mod definitions;
 mod error;
+mod health;
 mod json;
+mod listing;
+mod messages;
 mod overview;
 mod tenants;
+mod topology;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,6 +40,8 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tracing::warn;
 use warren_server::Broker;
+
+pub use definitions::{export as export_definitions, import as import_definitions};
 
 /// The largest request body accepted (definitions imports are the big
 /// ones).
@@ -80,6 +94,11 @@ pub fn router(state: AppState) -> Router {
         .merge(overview::routes())
         .merge(tenants::routes())
         .merge(connections::routes())
+        .merge(topology::routes())
+        .merge(messages::routes())
+        .merge(health::routes())
+        .merge(definitions::routes())
+        .merge(channels::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             durable_changes,

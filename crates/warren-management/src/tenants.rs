@@ -164,7 +164,7 @@ async fn delete_vhost(
 
 // --- users ---
 
-fn user_json(u: &User) -> Value {
+pub(crate) fn user_json(u: &User) -> Value {
     json!({
         "name": u.name,
         "password_hash": u.password.to_base64(),
@@ -260,7 +260,7 @@ async fn delete_user(
 
 // --- permissions ---
 
-fn permission_json(user: &str, vhost: &str, p: &Permissions) -> Value {
+pub(crate) fn permission_json(user: &str, vhost: &str, p: &Permissions) -> Value {
     json!({
         "user": user,
         "vhost": vhost,
@@ -367,7 +367,7 @@ fn require_user_and_vhost(state: &AppState, user: &str, vhost: &str) -> ApiResul
 
 // --- topic permissions ---
 
-fn topic_json(user: &str, vhost: &str, t: &TopicPermission) -> Value {
+pub(crate) fn topic_json(user: &str, vhost: &str, t: &TopicPermission) -> Value {
     json!({
         "user": user,
         "vhost": vhost,

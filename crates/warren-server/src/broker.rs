@@ -395,8 +395,13 @@ impl Storage {
                     internal: x.internal,
                     arguments: x.arguments.0.clone(),
                 };
-                if let Err(err) = topo.declare_exchange(spec, false) {
-                    warn!(exchange = %x.name, %err, "cannot restore exchange");
+                match topo.declare_exchange(spec, false) {
+                    Ok(_) => {
+                        if let Some(user) = &x.created_by {
+                            topo.set_creator(&x.name, user);
+                        }
+                    }
+                    Err(err) => warn!(exchange = %x.name, %err, "cannot restore exchange"),
                 }
             }
             for q in &vdefs.queues {

@@ -46,6 +46,30 @@ impl ConnectionInfo {
     }
 }
 
+/// One channel of a connection, as listings show it.
+#[derive(Debug, Clone)]
+pub struct ChannelSnapshot {
+    pub number: u16,
+    pub prefetch_count: u32,
+    pub global_prefetch_count: u32,
+    pub unacked: usize,
+    pub confirm: bool,
+    pub transactional: bool,
+    pub consumers: Vec<ConsumerSnapshot>,
+}
+
+/// One consumer of a channel.
+#[derive(Debug, Clone)]
+pub struct ConsumerSnapshot {
+    pub tag: String,
+    pub queue: String,
+    pub ack_required: bool,
+    pub prefetch_count: u32,
+    pub exclusive: bool,
+    pub arguments: FieldTable,
+    pub active: bool,
+}
+
 #[derive(Default)]
 pub struct ConnectionRegistry {
     open: Mutex<HashMap<u64, ConnectionInfo>>,
@@ -86,6 +110,17 @@ impl ConnectionRegistry {
             .values()
             .filter(|c| c.vhost == vhost)
             .count()
+    }
+
+    /// Asks a connection for its channels and consumers (its task answers
+    /// between frames); `None` if it is gone or does not answer in time.
+    pub async fn describe(&self, id: u64) -> Option<Vec<ChannelSnapshot>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.get(id)?.tx.send(ConnEvent::Describe(tx)).ok()?;
+        tokio::time::timeout(std::time::Duration::from_secs(2), rx)
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Asks one connection to close; false if it is not open.

@@ -193,6 +193,9 @@ pub struct VHostDefinitions {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExchangeDef {
     pub name: String,
+    /// Who declared it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
     pub kind: String,
     pub auto_delete: bool,
     pub internal: bool,
@@ -298,6 +301,7 @@ mod tests {
             VHostDefinitions {
                 exchanges: vec![ExchangeDef {
                     name: "logs".into(),
+                    created_by: None,
                     kind: "topic".into(),
                     auto_delete: false,
                     internal: false,

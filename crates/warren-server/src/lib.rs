@@ -7,8 +7,9 @@
 //! instead opens the [`Broker`] first and binds afterwards ([`serve`]), so a
 //! port that accepts connections means recovery has finished.
 
+mod admin;
 mod broker;
-mod channel;
+pub(crate) mod channel;
 mod config;
 mod connection;
 mod connections;
@@ -27,9 +28,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub use broker::{Broker, StartError};
+pub use admin::GetMode;
+pub use broker::{Broker, StartError, VHost};
 pub use config::ServerConfig;
-pub use connections::{ConnectionInfo, ConnectionRegistry};
+pub use connections::{ChannelSnapshot, ConnectionInfo, ConnectionRegistry, ConsumerSnapshot};
+pub use queue::{QueueCell, QueueSpec};
 pub use resources::{default_memory_limit, total_memory, AlarmConfig, Alarms, MemoryProbe};
 pub use tenants::{salt as password_salt, Totals};
 

@@ -290,6 +290,7 @@ impl DefinitionRecords {
                             key: key(b'x', &[vhost, &name]),
                             value: json(&ExchangeDef {
                                 name: name.clone(),
+                                created_by: x.created_by.clone(),
                                 kind: x.spec.kind.as_str().to_string(),
                                 auto_delete: x.spec.auto_delete,
                                 internal: x.spec.internal,

@@ -236,6 +236,10 @@ pub struct Consumer {
     pub connection: u64,
     pub no_ack: bool,
     pub exclusive: bool,
+    /// The channel's prefetch when it subscribed, and its arguments, as
+    /// listings show them.
+    pub prefetch: u32,
+    pub arguments: FieldTable,
     pub in_flight: AtomicU32,
     pub limit: Arc<ChannelLimit>,
     /// Set by the queue when it passed this consumer over for lack of

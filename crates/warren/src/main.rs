@@ -73,6 +73,11 @@ struct ServeArgs {
     /// Address of the management listener (default: the --bind address).
     #[arg(long)]
     management_bind: Option<String>,
+    /// A definitions file (RabbitMQ's JSON format, as exported by its
+    /// management API or `rabbitmqctl export_definitions`) imported at
+    /// start, as RabbitMQ's `load_definitions` does.
+    #[arg(long)]
+    load_definitions: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -140,6 +145,18 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
+        if let Some(path) = &args.load_definitions {
+            let loaded = std::fs::read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+                .and_then(|doc| warren_management::import_definitions(&broker, &doc, None, None));
+            if let Err(err) = loaded {
+                error!(file = %path.display(), %err, "cannot load the definitions");
+                broker.shutdown();
+                return std::process::ExitCode::FAILURE;
+            }
+            info!(file = %path.display(), "definitions loaded");
+        }
         let addr = format!("{}:{}", args.bind, args.amqp_port);
         let listener = match TcpListener::bind(&addr).await {
             Ok(l) => l,

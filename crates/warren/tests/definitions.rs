@@ -260,3 +260,61 @@ async fn users_vhosts_and_permissions_answered_by_the_api_survive_sigkill() {
     drop(conn);
     b.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_definitions_imports_a_rabbitmq_export_at_start() {
+    let dir = temp_dir("defs-load");
+    std::fs::create_dir_all(&dir).unwrap();
+    // As RabbitMQ 3.10 exports it: salt ++ sha256(salt ++ "s3cret"), base64.
+    let salt = [1u8, 2, 3, 4];
+    let hash = {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(salt);
+        h.update(b"s3cret");
+        let mut all = salt.to_vec();
+        all.extend(h.finalize());
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, all)
+    };
+    let file = dir.join("defs.json");
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"rabbit_version": "3.10.8",
+                "users": [{{"name": "app", "password_hash": "{hash}",
+                            "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": "", "limits": {{}}}}],
+                "vhosts": [{{"name": "prod", "metadata": {{}}}}],
+                "permissions": [{{"user": "app", "vhost": "prod", "configure": ".*", "write": ".*", "read": ".*"}}],
+                "topic_permissions": [], "parameters": [], "global_parameters": [], "policies": [],
+                "queues": [{{"name": "jobs", "vhost": "prod", "durable": true, "auto_delete": false,
+                             "arguments": {{"x-max-length": 3}}}}],
+                "exchanges": [{{"name": "in", "vhost": "prod", "type": "fanout", "durable": true,
+                                "auto_delete": false, "internal": false, "arguments": {{}}}}],
+                "bindings": [{{"source": "in", "vhost": "prod", "destination": "jobs",
+                               "destination_type": "queue", "routing_key": "", "arguments": {{}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    let data = dir.join("data");
+    let b = Broker::start_with(&data, &["--load-definitions", file.to_str().unwrap()]);
+    let uri = b
+        .uri()
+        .replace("guest:guest@", "app:s3cret@")
+        .replace("/%2f", "/prod");
+    let conn = Connection::connect(&uri, ConnectionProperties::default())
+        .await
+        .expect("the imported user logs in with its password");
+    let ch = conn.create_channel().await.unwrap();
+    for i in 0..5u8 {
+        ch.basic_publish("in", "", Default::default(), &[i], Default::default())
+            .await
+            .unwrap();
+    }
+    // x-max-length 3 came with it (a JSON integer, equivalent to pika's int32).
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), lapin::types::AMQPValue::LongInt(3));
+    let ok = ch.queue_declare("jobs", durable(), args).await.unwrap();
+    assert_eq!(ok.message_count(), 3);
+    drop(conn);
+    b.stop();
+}

@@ -174,6 +174,12 @@ impl<C: Clone> QueueState<C> {
         self.consumers.len()
     }
 
+    /// Whether consumer `id` is served (false for a single-active-consumer
+    /// queue's waiting ones).
+    pub fn is_consumer_active(&self, id: u64) -> bool {
+        self.consumers.is_active(id)
+    }
+
     /// The consumer count queue.declare-ok reports (see
     /// [`Consumers::reported_len`]).
     pub fn reported_consumer_count(&self) -> usize {

@@ -25,7 +25,7 @@ use warren_protocol::{
 };
 
 mod publish;
-mod queues;
+pub(crate) mod queues;
 mod reply_to;
 
 pub use reply_to::ReplyRegistry;
@@ -468,6 +468,32 @@ impl Channel {
     }
 
     /// Resolves an empty queue name to the channel's last declared queue.
+    /// What listings show of this channel.
+    pub fn snapshot(&self) -> crate::connections::ChannelSnapshot {
+        use crate::connections::{ChannelSnapshot, ConsumerSnapshot};
+        ChannelSnapshot {
+            number: self.id,
+            prefetch_count: self.prefetch,
+            global_prefetch_count: self.limit.global_prefetch.load(Ordering::Relaxed),
+            unacked: self.unacked.len(),
+            confirm: self.confirm.is_some(),
+            transactional: self.tx.is_some(),
+            consumers: self
+                .consumers
+                .values()
+                .map(|c| ConsumerSnapshot {
+                    tag: c.tag.clone(),
+                    queue: c.queue.name().to_string(),
+                    ack_required: !c.no_ack,
+                    prefetch_count: c.prefetch,
+                    exclusive: c.exclusive,
+                    arguments: c.arguments.clone(),
+                    active: c.queue.lock().queue.is_consumer_active(c.id),
+                })
+                .collect(),
+        }
+    }
+
     fn queue_name(&self, name: &str) -> Result<String, AmqpError> {
         if !name.is_empty() {
             return Ok(strip_cr_lf(name.to_string()));
@@ -567,7 +593,10 @@ impl Channel {
                 };
                 {
                     let mut topo = ctx.vhost.write();
-                    topo.declare_exchange(spec, m.passive)?;
+                    let name = spec.name.clone();
+                    if topo.declare_exchange(spec, m.passive)? {
+                        topo.set_creator(&name, &ctx.user);
+                    }
                     ctx.broker.persist(&ctx.vhost_name, &mut topo);
                 }
                 if !m.nowait {

@@ -187,6 +187,8 @@ impl Channel {
             connection: ctx.id,
             no_ack: m.no_ack,
             exclusive: m.exclusive,
+            prefetch: self.prefetch,
+            arguments: m.arguments.clone(),
             in_flight: Default::default(),
             limit: Arc::clone(&self.limit),
             blocked: Default::default(),
@@ -244,7 +246,7 @@ const EQUIVALENCE_ARGS: &[&str] = &[
     "x-delivery-limit",
 ];
 
-fn check_queue_equivalent(
+pub(crate) fn check_queue_equivalent(
     current: &QueueSpec,
     wanted: &warren_protocol::QueueDeclare,
     conn: u64,

@@ -69,6 +69,8 @@ pub enum ConnEvent {
     /// The broker closes this connection (its vhost or user was deleted,
     /// or an operator closed it).
     Close(AmqpError),
+    /// A listing wants this connection's channels and consumers.
+    Describe(tokio::sync::oneshot::Sender<Vec<crate::connections::ChannelSnapshot>>),
 }
 
 /// The output side of a connection: the write buffer and the frame size the
@@ -136,6 +138,10 @@ struct Channels {
 impl Channels {
     fn len(&self) -> usize {
         self.open
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Channel> {
+        self.slots.iter().flatten().map(|c| &**c)
     }
 
     fn get(&self, id: u16) -> Option<&Channel> {
@@ -794,6 +800,11 @@ impl Connection {
                         ch.deliver_reply(&token, &msg, &mut self.out);
                     }
                 }
+            }
+            ConnEvent::Describe(reply) => {
+                let mut list: Vec<_> = self.channels.iter().map(|ch| ch.snapshot()).collect();
+                list.sort_by_key(|c| c.number);
+                let _ = reply.send(list);
             }
             ConnEvent::Close(error) => {
                 if self.phase == Phase::Running {
