@@ -4,7 +4,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -502,12 +502,11 @@ async fn list_vhost_limits(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Value>> {
-    caller.require_monitor()?;
-    let access = state.broker.access();
+    let vhosts: Vec<VhostInfo> = state.broker.access().vhosts().cloned().collect();
     Ok(Json(Value::Array(
-        access
-            .vhosts()
-            .filter(|v| has_limits(&v.limits))
+        vhosts
+            .iter()
+            .filter(|v| has_limits(&v.limits) && caller.sees_vhost(&state, &v.name))
             .map(|v| json!({"vhost": v.name, "value": limits_json(&v.limits)}))
             .collect(),
     )))
@@ -518,9 +517,14 @@ async fn get_vhost_limits(
     caller: Caller,
     Path(vhost): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.require_vhost(&state, &vhost)?;
-    let access = state.broker.access();
-    let v = access.vhost(&vhost).ok_or_else(ApiError::not_found)?;
+    let Some(v) = state.broker.access().vhost(&vhost).cloned() else {
+        return Err(ApiError::not_found());
+    };
+    if !caller.sees_vhost(&state, &vhost) {
+        return Err(ApiError::not_authorised(
+            "User not authorised to access virtual host",
+        ));
+    }
     if !has_limits(&v.limits) {
         return Ok(Json(json!([])));
     }
@@ -529,50 +533,83 @@ async fn get_vhost_limits(
     ))
 }
 
-#[derive(Deserialize)]
-struct LimitBody {
-    value: i64,
-}
-
-fn set_limit(state: &AppState, vhost: &str, name: &str, value: Option<u64>) -> ApiResult<()> {
-    let mut info = state
-        .broker
-        .access()
-        .vhost(vhost)
-        .cloned()
-        .ok_or_else(ApiError::not_found)?;
-    match name {
-        "max-connections" => info.limits.max_connections = value,
-        "max-queues" => info.limits.max_queues = value,
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "Validation failed\n\n{other} is not a valid vhost limit"
-            )))
-        }
+/// A JSON value as Erlang prints it in RabbitMQ's validation messages.
+fn erlang_term(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("<<\"{s}\">>"),
+        other => other.to_string(),
     }
-    state.broker.put_vhost(info);
-    Ok(())
 }
 
 async fn put_vhost_limit(
     State(state): State<AppState>,
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
-    Body(body): Body<LimitBody>,
-) -> ApiResult<impl IntoResponse> {
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
     caller.require_administrator()?;
-    // A negative limit is no limit, as in RabbitMQ.
-    let value = u64::try_from(body.value).ok();
-    set_limit(&state, &vhost, &name, value)?;
+    let mut info = state
+        .broker
+        .access()
+        .vhost(&vhost)
+        .cloned()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "vhost_not_found"))?;
+    let is_json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.contains("json"));
+    if !is_json {
+        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "", ""));
+    }
+    let doc: Value =
+        serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("not_json"))?;
+    let Some(obj) = doc.as_object() else {
+        return Err(ApiError::bad_request("not_json"));
+    };
+    let Some(value) = obj.get("value") else {
+        return Err(ApiError::bad_request("[{key_missing,value}]"));
+    };
+    let slot = match name.as_str() {
+        "max-connections" => &mut info.limits.max_connections,
+        "max-queues" => &mut info.limits.max_queues,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "Validation failed\n\nUnrecognised terms [{{<<\"{other}\">>,{}}}] in limits\n",
+                erlang_term(value)
+            )))
+        }
+    };
+    let Some(n) = value.as_i64() else {
+        return Err(ApiError::bad_request(format!(
+            "Validation failed\n\n{name} should be a number, actually was {}\n",
+            erlang_term(value)
+        )));
+    };
+    *slot = Some(n);
+    state.broker.put_vhost(info);
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Removes a limit; as in RabbitMQ, removing one that is not set (or
+/// unknown) succeeds.
 async fn delete_vhost_limit(
     State(state): State<AppState>,
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     caller.require_administrator()?;
-    set_limit(&state, &vhost, &name, None)?;
+    let mut info = state
+        .broker
+        .access()
+        .vhost(&vhost)
+        .cloned()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "vhost_not_found"))?;
+    match name.as_str() {
+        "max-connections" => info.limits.max_connections = None,
+        "max-queues" => info.limits.max_queues = None,
+        _ => return Ok(StatusCode::NO_CONTENT),
+    }
+    state.broker.put_vhost(info);
     Ok(StatusCode::NO_CONTENT)
 }

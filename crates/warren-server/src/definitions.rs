@@ -50,9 +50,9 @@ pub struct VhostDef {
     #[serde(default)]
     pub default_queue_type: Option<String>,
     #[serde(default)]
-    pub max_connections: Option<u64>,
+    pub max_connections: Option<i64>,
     #[serde(default)]
-    pub max_queues: Option<u64>,
+    pub max_queues: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -73,7 +73,7 @@ impl Broker {
         self.access
             .read()
             .vhost(vhost)
-            .and_then(|v| v.limits.max_connections)
+            .and_then(|v| v.limits.connections())
     }
 
     /// The vhost's queue limit, if it has one.
@@ -81,7 +81,7 @@ impl Broker {
         self.access
             .read()
             .vhost(vhost)
-            .and_then(|v| v.limits.max_queues)
+            .and_then(|v| v.limits.queues())
     }
 
     /// Applies a change to the registry, then bumps the generation and

@@ -41,11 +41,24 @@ impl VhostInfo {
     }
 }
 
-/// RabbitMQ's per-vhost limits; `None` is no limit.
+/// RabbitMQ's per-vhost limits, as set (a negative value is kept, and
+/// means no limit, as in RabbitMQ); `None` is not set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct VhostLimits {
-    pub max_connections: Option<u64>,
-    pub max_queues: Option<u64>,
+    pub max_connections: Option<i64>,
+    pub max_queues: Option<i64>,
+}
+
+impl VhostLimits {
+    /// The connection limit in force.
+    pub fn connections(&self) -> Option<u64> {
+        self.max_connections.and_then(|n| u64::try_from(n).ok())
+    }
+
+    /// The queue limit in force.
+    pub fn queues(&self) -> Option<u64> {
+        self.max_queues.and_then(|n| u64::try_from(n).ok())
+    }
 }
 
 /// Why a change to the registry was refused.

@@ -158,6 +158,22 @@ impl Connection {
                 Ok(())
             }
             (Phase::Open, Method::ConnectionOpen(m)) => {
+                // The connection limit is checked before permissions, as
+                // RabbitMQ does.
+                let limit = self.broker.vhost_connection_limit(&m.virtual_host);
+                let limit_reached = || {
+                    AmqpError::not_allowed(format!(
+                        "access to vhost '{}' refused for user '{}': connection limit ({}) is reached",
+                        m.virtual_host,
+                        self.user,
+                        limit.unwrap_or(0)
+                    ))
+                };
+                if limit.is_some_and(|l| {
+                    self.broker.connections.count_in_vhost(&m.virtual_host) as u64 >= l
+                }) {
+                    return Err(fault(limit_reached(), &method));
+                }
                 // Read first: a change made meanwhile is then picked up.
                 let grants_generation = self.broker.access_generation();
                 let (vhost, grants) = self
@@ -179,17 +195,8 @@ impl Connection {
                     auth_mechanism: std::mem::take(&mut self.auth_mechanism),
                     tx: self.tx.clone(),
                 };
-                let limit = self.broker.vhost_connection_limit(&m.virtual_host);
                 if !self.broker.connections.register(info, limit) {
-                    return Err(fault(
-                        AmqpError::not_allowed(format!(
-                            "access to vhost '{}' refused for user '{}': connection limit ({}) is reached",
-                            m.virtual_host,
-                            self.user,
-                            limit.unwrap_or(0)
-                        )),
-                        &method,
-                    ));
+                    return Err(fault(limit_reached(), &method));
                 }
                 self.ctx = Some(ConnCtx {
                     id: self.id,
