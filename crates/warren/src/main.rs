@@ -1,7 +1,6 @@
 //! The `warren` binary: command line, logging, signals.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
@@ -10,6 +9,9 @@ use tracing::{error, info, warn};
 use warren_server::{AlarmConfig, MemoryProbe, ServerConfig};
 
 mod alloc;
+mod settings;
+
+use settings::{ServeArgs, Settings};
 
 #[global_allocator]
 static ALLOCATOR: alloc::CountingAlloc = alloc::CountingAlloc;
@@ -28,56 +30,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker in the foreground until SIGTERM or SIGINT.
-    Serve(ServeArgs),
-    // Boxed: the load tool's options are far larger than the broker's.
+    // Both boxed: the command line is parsed once, and neither is small.
+    Serve(Box<ServeArgs>),
     Perf(Box<warren_perf::PerfArgs>),
-}
-
-#[derive(Parser)]
-struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1")]
-    bind: String,
-    /// Port for AMQP 0-9-1 clients.
-    #[arg(long, default_value_t = 5672)]
-    amqp_port: u16,
-    /// Directory for the broker's data; created if missing.
-    #[arg(long, default_value = "warren-data")]
-    data_dir: PathBuf,
-    /// Largest message body accepted, in bytes.
-    #[arg(long, default_value_t = 128 * 1024 * 1024)]
-    max_message_size: u64,
-    /// Heartbeat interval offered to clients, in seconds (0 disables).
-    #[arg(long, default_value_t = 60)]
-    heartbeat: u16,
-    /// Largest frame offered to clients, in bytes.
-    #[arg(long, default_value_t = 131_072, value_parser = clap::value_parser!(u32).range(4096..))]
-    frame_max: u32,
-    /// Highest channel number offered to clients.
-    #[arg(long, default_value_t = 2047)]
-    channel_max: u16,
-    /// Memory use, as a fraction of physical memory, above which publishers
-    /// are blocked.
-    #[arg(long, default_value_t = 0.4)]
-    vm_memory_high_watermark: f64,
-    /// Memory use in bytes above which publishers are blocked (overrides
-    /// --vm-memory-high-watermark).
-    #[arg(long)]
-    vm_memory_high_watermark_absolute: Option<u64>,
-    /// Free disk space in bytes below which publishers are blocked.
-    #[arg(long, default_value_t = 50_000_000)]
-    disk_free_limit: u64,
-    /// Port of the management HTTP API and web UI (0 turns it off).
-    #[arg(long, default_value_t = 15672)]
-    management_port: u16,
-    /// Address of the management listener (default: the --bind address).
-    #[arg(long)]
-    management_bind: Option<String>,
-    /// A definitions file (RabbitMQ's JSON format, as exported by its
-    /// management API or `rabbitmqctl export_definitions`) imported at
-    /// start, as RabbitMQ's `load_definitions` does.
-    #[arg(long)]
-    load_definitions: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -90,12 +45,19 @@ fn main() -> std::process::ExitCode {
         )
         .init();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Perf(args) => warren_perf::main(*args),
     }
 }
 
 fn serve(args: ServeArgs) -> std::process::ExitCode {
+    let args = match Settings::resolve(args) {
+        Ok(s) => s,
+        Err(err) => {
+            error!(%err, "bad configuration");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     if let Err(err) = std::fs::create_dir_all(&args.data_dir) {
         error!(dir = %args.data_dir.display(), %err, "cannot create the data directory");
         return std::process::ExitCode::FAILURE;
@@ -123,6 +85,11 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
         heartbeat: args.heartbeat,
         max_message_size: args.max_message_size,
         data_dir: Some(args.data_dir.clone()),
+        default_user: args.default_user.clone(),
+        default_pass: args.default_pass.clone(),
+        default_user_tags: args.default_user_tags.clone(),
+        default_vhost: args.default_vhost.clone(),
+        loopback_users: args.loopback_users.clone(),
         ..ServerConfig::default()
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

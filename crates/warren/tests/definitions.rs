@@ -318,3 +318,33 @@ async fn load_definitions_imports_a_rabbitmq_export_at_start() {
     drop(conn);
     b.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_file_sets_the_first_start_user_and_vhost() {
+    let dir = temp_dir("config-file");
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("warren.toml");
+    std::fs::write(
+        &conf,
+        "default_user = \"admin\"\ndefault_pass = \"pw\"\ndefault_vhost = \"apps\"\n\
+         default_user_tags.administrator = true\nheartbeat = 7\n",
+    )
+    .unwrap();
+    let b = Broker::start_with(&dir.join("data"), &["--config", conf.to_str().unwrap()]);
+    let uri = b
+        .uri()
+        .replace("guest:guest@", "admin:pw@")
+        .replace("/%2f", "/apps");
+    let conn = Connection::connect(&uri, ConnectionProperties::default())
+        .await
+        .expect("the configured user on the configured vhost");
+    assert_eq!(conn.configuration().heartbeat(), 7);
+    // guest was not created.
+    assert!(
+        Connection::connect(&b.uri(), ConnectionProperties::default())
+            .await
+            .is_err()
+    );
+    drop(conn);
+    b.stop();
+}
