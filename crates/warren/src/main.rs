@@ -9,6 +9,7 @@ use tracing::{error, info, warn};
 use warren_server::{AlarmConfig, MemoryProbe, ServerConfig};
 
 mod alloc;
+mod ctl;
 mod settings;
 
 use settings::{ServeArgs, Settings};
@@ -33,6 +34,8 @@ enum Command {
     // Both boxed: the command line is parsed once, and neither is small.
     Serve(Box<ServeArgs>),
     Perf(Box<warren_perf::PerfArgs>),
+    /// rabbitmqctl's common verbs, through the running broker's management API.
+    Ctl(Box<ctl::CtlArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +50,7 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Perf(args) => warren_perf::main(*args),
+        Command::Ctl(args) => ctl::main(*args),
     }
 }
 

@@ -1,0 +1,115 @@
+//! `warren ctl` against a running broker: the rabbitmqctl verbs, their
+//! output, and that what they change takes effect over AMQP.
+
+mod common;
+
+use std::process::Command;
+
+use common::process::{free_port, temp_dir, Broker};
+use lapin::{Connection, ConnectionProperties};
+
+fn ctl(port: u16, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .arg("ctl")
+        .args(["--url", &format!("http://127.0.0.1:{port}")])
+        .args(args)
+        .output()
+        .expect("run warren ctl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_verbs_manage_the_running_broker() {
+    let dir = temp_dir("ctl");
+    let mgmt = free_port();
+    let port = mgmt.to_string();
+    let b = Broker::start_with(&dir, &["--management-port", &port]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", mgmt)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no management listener"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let ok = |args: &[&str]| {
+        let (ok, out, err) = ctl(mgmt, args);
+        assert!(ok, "warren ctl {args:?}: {err}");
+        out
+    };
+    assert_eq!(ok(&["add_vhost", "prod"]), "Adding vhost \"prod\" ...\n");
+    ok(&["add_user", "app", "pw1"]);
+    ok(&[
+        "set_permissions",
+        "-p",
+        "prod",
+        "app",
+        "^app\\.",
+        ".*",
+        ".*",
+    ]);
+    ok(&["set_user_tags", "app", "monitoring"]);
+    assert_eq!(
+        ok(&["-q", "list_users"]),
+        "name\ttags\napp\t[monitoring]\nguest\t[administrator]\n"
+    );
+    assert_eq!(ok(&["-q", "list_vhosts"]), "name\n/\nprod\n");
+    assert_eq!(
+        ok(&["-q", "list_permissions", "-p", "prod"]),
+        "user\tconfigure\twrite\tread\napp\t^app\\.\t.*\t.*\nguest\t.*\t.*\t.*\n"
+    );
+    // The password works over AMQP; after a change only the new one does.
+    let uri = |pw: &str| {
+        b.uri()
+            .replace("guest:guest@", &format!("app:{pw}@"))
+            .replace("/%2f", "/prod")
+    };
+    let conn = Connection::connect(&uri("pw1"), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare("app.jobs", Default::default(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        ok(&[
+            "-q",
+            "list_queues",
+            "-p",
+            "prod",
+            "name",
+            "messages",
+            "durable"
+        ]),
+        "name\tmessages\tdurable\napp.jobs\t0\tfalse\n"
+    );
+    ok(&["change_password", "app", "pw2"]);
+    assert!(
+        Connection::connect(&uri("pw1"), ConnectionProperties::default())
+            .await
+            .is_err()
+    );
+    Connection::connect(&uri("pw2"), ConnectionProperties::default())
+        .await
+        .unwrap();
+    // The tags survived the password change.
+    assert!(ok(&["-q", "list_users"]).contains("app\t[monitoring]"));
+    let defs: serde_json::Value = serde_json::from_str(&ok(&["export_definitions", "-"])).unwrap();
+    assert!(defs["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|q| q["name"] == "app.jobs"));
+    assert!(ok(&["status"]).contains("queues: 1"));
+    ok(&["delete_user", "app"]);
+    let (ok_, _, err) = ctl(mgmt, &["delete_user", "app"]);
+    assert!(!ok_ && err.contains("404"), "{err}");
+    let (ok_, _, err) = ctl(mgmt, &["--password", "wrong", "list_users"]);
+    assert!(!ok_ && err.contains("401"), "{err}");
+    drop(conn);
+    b.stop();
+}
