@@ -162,6 +162,8 @@ fn round_trip_on_the_real_disk() {
         ])
         .unwrap();
     assert_eq!(store.len(), 3);
+    assert!(store.contains(b"queue/b") && store.contains(b"queue/c"));
+    assert!(!store.contains(b"queue/a") && !store.contains(b"exchange/x"));
     assert!(sync.sync_now() >= t);
     drop(store);
 
