@@ -377,3 +377,38 @@ def test_management_user_sees_only_its_vhosts(mgmt, user_factory, vhost_factory)
     # single vhosts, even its own, are an administrator endpoint in 3.10
     assert (api.get(f"/api/vhosts/{q(mine)}").status, api.get(f"/api/vhosts/{q(mine)}").body) == (401, NOT_ADMIN)
     assert api.put(f"/api/vhosts/{q(other + '.new')}", {}).status == 401
+
+
+# --- nodes -------------------------------------------------------------------------
+
+NOT_MONITOR = {"error": "not_authorised", "reason": "Not monitor user"}
+NODE_FIGURES = ("mem_used", "mem_limit", "disk_free", "disk_free_limit", "fd_used", "fd_total",
+                "sockets_used", "uptime")
+
+
+def test_nodes(mgmt, user_factory):
+    """One node; its figures (RabbitMQ lists them after its first statistics
+    round, hence the polling); monitoring users and administrators only."""
+    import time
+    deadline = time.monotonic() + 30
+    while True:
+        status, nodes = mgmt.get("/api/nodes")
+        assert status == 200 and len(nodes) == 1
+        if all(k in nodes[0] for k in NODE_FIGURES) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    node = nodes[0]
+    assert isinstance(node["name"], str) and node["name"]
+    assert (node["type"], node["running"]) == ("disc", True)
+    for key in NODE_FIGURES:
+        assert isinstance(node[key], int) and node[key] >= 0, key
+    assert node["fd_used"] <= node["fd_total"]
+    assert isinstance(node["mem_alarm"], bool) and isinstance(node["disk_free_alarm"], bool)
+    status, one = mgmt.get(f"/api/nodes/{q(node['name'])}")
+    assert status == 200 and one["name"] == node["name"]
+    mg = user_factory(tags="management")
+    result = mgmt.as_user(mg.name, mg.password).get("/api/nodes")
+    assert (result.status, result.body) == (401, NOT_MONITOR)
+    mon = user_factory(tags="monitoring")
+    status, nodes = mgmt.as_user(mon.name, mon.password).get("/api/nodes")
+    assert status == 200 and nodes[0]["name"] == node["name"]

@@ -27,6 +27,14 @@ impl Caller {
         }
     }
 
+    pub fn require_monitor(&self) -> ApiResult<()> {
+        if self.level.can_monitor() {
+            Ok(())
+        } else {
+            Err(ApiError::not_authorised("Not monitor user"))
+        }
+    }
+
     /// Whether the caller sees `vhost`: monitoring and administrator users
     /// see all of them, others those they have permissions in.
     pub fn sees_vhost(&self, state: &AppState, vhost: &str) -> bool {

@@ -8,6 +8,7 @@
 //! - `auth`: HTTP basic authentication and what each tag may do;
 //! - `error`: RabbitMQ's error bodies;
 //! - `overview`: `/api/overview`, `/api/whoami`;
+//! - `nodes`: `/api/nodes`, the one node's figures;
 //! - `tenants`: vhosts, users, permissions, topic permissions, limits;
 //! - `connections`: `/api/connections`;
 //! - `channels`: channels and consumers, as their connections describe them;
@@ -26,6 +27,7 @@ mod health;
 mod json;
 mod listing;
 mod messages;
+mod nodes;
 mod overview;
 mod tenants;
 mod topology;
@@ -99,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(definitions::routes())
         .merge(channels::routes())
+        .merge(nodes::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             durable_changes,

@@ -87,6 +87,8 @@ pub struct Broker {
     _sync_source: watch::Sender<SyncTicket>,
     /// Raised memory and disk alarms.
     alarms: watch::Receiver<Alarms>,
+    /// When the broker opened, for its uptime.
+    pub started: std::time::Instant,
 }
 
 impl Broker {
@@ -158,6 +160,7 @@ impl Broker {
         let alarms = spawn_monitor(config.alarms.clone(), config.data_dir.clone());
         let broker = Arc::new(Broker {
             alarms,
+            started: std::time::Instant::now(),
             config,
             vhosts: RwLock::new(vhosts),
             access: RwLock::new(access),

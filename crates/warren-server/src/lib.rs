@@ -33,7 +33,9 @@ pub use broker::{Broker, StartError, VHost};
 pub use config::ServerConfig;
 pub use connections::{ChannelSnapshot, ConnectionInfo, ConnectionRegistry, ConsumerSnapshot};
 pub use queue::{QueueCell, QueueSpec};
-pub use resources::{default_memory_limit, total_memory, AlarmConfig, Alarms, MemoryProbe};
+pub use resources::{
+    default_memory_limit, free_disk, total_memory, AlarmConfig, Alarms, MemoryProbe,
+};
 pub use tenants::{salt as password_salt, Totals};
 
 /// Opens the broker (recovering durable state from the data directory, if

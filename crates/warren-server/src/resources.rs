@@ -100,7 +100,7 @@ pub fn default_memory_limit() -> u64 {
 }
 
 /// Free bytes available to unprivileged users on `dir`'s file system.
-fn free_disk(dir: &PathBuf) -> Option<u64> {
+pub fn free_disk(dir: &PathBuf) -> Option<u64> {
     let st = nix::sys::statvfs::statvfs(dir).ok()?;
     Some(st.blocks_available() as u64 * st.fragment_size() as u64)
 }
