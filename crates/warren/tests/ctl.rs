@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::process::{free_port, temp_dir, Broker};
+use common::process::{temp_dir, Broker};
 use lapin::{Connection, ConnectionProperties};
 
 fn ctl(port: u16, args: &[&str]) -> (bool, String, String) {
@@ -25,17 +25,7 @@ fn ctl(port: u16, args: &[&str]) -> (bool, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctl_verbs_manage_the_running_broker() {
     let dir = temp_dir("ctl");
-    let mgmt = free_port();
-    let port = mgmt.to_string();
-    let b = Broker::start_with(&dir, &["--management-port", &port]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", mgmt)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no management listener"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (b, mgmt) = Broker::start_with_management(&dir);
     let ok = |args: &[&str]| {
         let (ok, out, err) = ctl(mgmt, args);
         assert!(ok, "warren ctl {args:?}: {err}");

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::process::{free_port, temp_dir, Broker};
+use common::process::{temp_dir, Broker};
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -203,17 +203,7 @@ fn http(port: u16, method: &str, path: &str, body: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_vhosts_and_permissions_answered_by_the_api_survive_sigkill() {
     let dir = temp_dir("defs-tenants");
-    let mgmt = free_port();
-    let port = mgmt.to_string();
-    let b = Broker::start_with(&dir, &["--management-port", &port]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", mgmt)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no management listener"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (b, mgmt) = Broker::start_with_management(&dir);
     assert_eq!(http(mgmt, "PUT", "/api/vhosts/prod", ""), 201);
     assert_eq!(
         http(

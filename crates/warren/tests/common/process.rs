@@ -62,6 +62,20 @@ impl Broker {
         }
     }
 
+    /// Starts `warren serve` with its management API on a free port, and
+    /// waits until that listens too; returns the port.
+    #[allow(dead_code)]
+    pub fn start_with_management(dir: &Path) -> (Broker, u16) {
+        let mgmt = free_port();
+        let b = Broker::start_with(dir, &["--management-port", &mgmt.to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", mgmt)).is_err() {
+            assert!(Instant::now() < deadline, "no management listener");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (b, mgmt)
+    }
+
     pub fn uri(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
