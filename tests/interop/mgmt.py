@@ -18,12 +18,14 @@ import base64
 import hashlib
 import json
 import os
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 HTTP_TIMEOUT = 15
+STATS_TIMEOUT = 30.0  # RabbitMQ refreshes its statistics every 5 s
 
 SHA256 = "rabbit_password_hashing_sha256"
 SHA512 = "rabbit_password_hashing_sha512"
@@ -185,3 +187,22 @@ def _decode(raw: bytes, headers) -> Any:
         except ValueError:
             pass
     return text
+
+
+def poll(fetch: Callable[[], Any], check: Callable[[Any], Any], timeout: float = STATS_TIMEOUT,
+         what: str = "the management API", interval: float = 0.2):
+    """fetch() until check(value) is truthy; returns that value.  RabbitMQ
+    shows many changes only after its next statistics round, so tests that
+    also run against it poll instead of asserting at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        try:
+            ok = check(value)
+        except (KeyError, TypeError, IndexError, AttributeError, StopIteration):
+            ok = False
+        if ok:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {value!r}")
+        time.sleep(interval)

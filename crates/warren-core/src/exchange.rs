@@ -1,5 +1,6 @@
 //! Exchanges and their bindings.
 
+use crate::policy::Applied;
 use ahash::AHashMap as HashMap;
 use bytes::{Bytes, BytesMut};
 use warren_protocol::{FieldTable, FieldValue};
@@ -83,9 +84,11 @@ pub struct ExchangeSpec {
 #[derive(Debug)]
 pub struct Exchange {
     pub spec: ExchangeSpec,
-    /// The `alternate-exchange` argument: where messages that match no
-    /// binding go.
+    /// The alternate exchange, where messages that match no binding go:
+    /// the `alternate-exchange` argument, else a policy's.
     pub alternate: Option<String>,
+    /// The policy and operator policy that apply to it.
+    pub policies: Applied,
     /// The user that declared it (`None` for the predeclared ones), as the
     /// management API shows it.
     pub created_by: Option<String>,
@@ -104,14 +107,12 @@ fn encode_args(args: &FieldTable) -> Bytes {
 
 impl Exchange {
     pub fn new(spec: ExchangeSpec) -> Self {
-        let alternate = match spec.arguments.get("alternate-exchange") {
-            Some(FieldValue::LongString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
-            _ => None,
-        };
+        let alternate = Self::alternate_of(&spec, &Applied::default());
         Exchange {
             router: spec.kind.router(),
             spec,
             alternate,
+            policies: Applied::default(),
             created_by: None,
             bindings: HashMap::new(),
         }
@@ -119,6 +120,24 @@ impl Exchange {
 
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    fn alternate_of(spec: &ExchangeSpec, policies: &Applied) -> Option<String> {
+        let text = |v: &FieldValue| match v {
+            FieldValue::LongString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        };
+        match spec.arguments.get("alternate-exchange") {
+            Some(v) => text(v),
+            None => policies.get("alternate-exchange").as_ref().and_then(text),
+        }
+    }
+
+    /// The policies that apply changed: the argument still wins over a
+    /// policy's alternate exchange, as in RabbitMQ.
+    pub fn set_policies(&mut self, policies: Applied) {
+        self.alternate = Self::alternate_of(&self.spec, &policies);
+        self.policies = policies;
     }
 
     /// Adds a binding; returns false if it already existed.

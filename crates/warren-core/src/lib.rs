@@ -12,6 +12,8 @@
 //! - [`queue`]: a queue as one deterministic state machine (ready and
 //!   checked-out messages, consumers with priorities and prefetch, TTL,
 //!   length limits, idle expiry), commands in and effects out;
+//! - [`policy`]: policies and operator policies, their validation, which one
+//!   applies to a queue or exchange, and how they merge;
 //! - [`priority_store`]: a priority queue's ready messages, a store per
 //!   priority level;
 //! - [`dead_letter`]: the dead letters queues republish, with their
@@ -26,6 +28,7 @@ pub mod error;
 pub mod exchange;
 pub mod message;
 pub mod names;
+pub mod policy;
 pub mod priority_store;
 pub mod queue;
 pub mod routing;

@@ -1,6 +1,7 @@
 //! A virtual host's topology: its exchanges, its queues (as opaque handles
 //! `Q`), the bindings between them, and routing across all of it.
 
+use crate::policy::Applied;
 use ahash::{AHashMap as HashMap, AHashSet as HashSet};
 use smallvec::SmallVec;
 use warren_protocol::FieldTable;
@@ -125,6 +126,36 @@ impl<Q> VirtualHost<Q> {
     pub fn set_creator(&mut self, exchange: &str, user: &str) {
         if let Some(x) = self.exchanges.get_mut(exchange) {
             x.created_by = Some(user.to_string());
+        }
+    }
+
+    /// Sets the policies of every exchange (or of one, with `only`), as
+    /// `applied` says for each name.
+    pub fn set_exchange_policies(
+        &mut self,
+        only: Option<&str>,
+        mut applied: impl FnMut(&str) -> Applied,
+    ) {
+        let mut set = |name: &str, x: &mut Exchange| {
+            // The default exchange takes no policy.
+            if !name.is_empty() {
+                let a = applied(name);
+                if a != x.policies {
+                    x.set_policies(a);
+                }
+            }
+        };
+        match only {
+            Some(name) => {
+                if let Some(x) = self.exchanges.get_mut(name) {
+                    set(name, x);
+                }
+            }
+            None => {
+                for (name, x) in self.exchanges.iter_mut() {
+                    set(name, x);
+                }
+            }
         }
     }
 

@@ -12,12 +12,14 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use warren_core::access::{PasswordHash, Permissions, TopicPermission, User, VhostInfo};
 use warren_core::exchange::ExchangeSpec;
+use warren_core::policy::PolicyKind;
 use warren_core::{Destination, ExchangeKind};
 use warren_server::Broker;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{json_to_table, table_to_json, Tags};
+use crate::policies::{policy_json, validate};
 use crate::tenants::{permission_json, topic_json, user_json};
 use crate::AppState;
 
@@ -101,6 +103,48 @@ fn topology(
     (queues, exchanges, bindings)
 }
 
+/// The policies of every vhost, or of one, as exports list them.
+fn policies_of(broker: &Broker, vhost: Option<&str>) -> Vec<Value> {
+    listed(broker, PolicyKind::User, vhost)
+        .iter()
+        .map(|p| policy_json(p))
+        .collect()
+}
+
+/// The operator policies, which exports list among the runtime
+/// parameters (component `operator_policy`), as RabbitMQ does.
+fn parameters_of(broker: &Broker, vhost: Option<&str>) -> Vec<Value> {
+    listed(broker, PolicyKind::Operator, vhost)
+        .iter()
+        .map(|p| {
+            let v = policy_json(p);
+            json!({
+                "vhost": p.vhost,
+                "component": "operator_policy",
+                "name": p.name,
+                "value": {
+                    "pattern": v["pattern"],
+                    "definition": v["definition"],
+                    "priority": v["priority"],
+                    "apply-to": v["apply-to"],
+                },
+            })
+        })
+        .collect()
+}
+
+fn listed(
+    broker: &Broker,
+    kind: PolicyKind,
+    vhost: Option<&str>,
+) -> Vec<std::sync::Arc<warren_core::policy::Policy>> {
+    let reg = broker.policies();
+    match vhost {
+        None => reg.list(kind),
+        Some(v) => reg.vhost(v).map(|p| p.list(kind)).unwrap_or_default(),
+    }
+}
+
 /// Everything, as `GET /api/definitions` returns it.
 pub fn export(broker: &Broker) -> Value {
     let version = env!("CARGO_PKG_VERSION");
@@ -127,6 +171,7 @@ pub fn export(broker: &Broker) -> Value {
         })
         .collect();
     drop(access);
+    let policies = policies_of(broker, None);
     let (mut queues, mut exchanges, mut bindings) = (Vec::new(), Vec::new(), Vec::new());
     for v in &vhosts {
         let (q, x, b) = topology(broker, v, true);
@@ -143,9 +188,9 @@ pub fn export(broker: &Broker) -> Value {
         "vhosts": vhost_entries,
         "permissions": permissions,
         "topic_permissions": topic_permissions,
-        "parameters": [],
+        "parameters": parameters_of(broker, None),
         "global_parameters": [],
-        "policies": [],
+        "policies": policies,
         "queues": queues,
         "exchanges": exchanges,
         "bindings": bindings,
@@ -169,8 +214,8 @@ async fn export_vhost(
     let (queues, exchanges, bindings) = topology(&state.broker, &vhost, false);
     Ok(Json(json!({
         "rabbit_version": env!("CARGO_PKG_VERSION"),
-        "parameters": [],
-        "policies": [],
+        "parameters": parameters_of(&state.broker, Some(&vhost)),
+        "policies": policies_of(&state.broker, Some(&vhost)),
         "queues": queues,
         "exchanges": exchanges,
         "bindings": bindings,
@@ -187,6 +232,8 @@ struct Document {
     exchanges: Vec<ExchangeDef>,
     queues: Vec<QueueDef>,
     bindings: Vec<BindingDef>,
+    policies: Vec<Value>,
+    parameters: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -345,6 +392,33 @@ pub fn import(
             .or_else(|| given.clone())
             .ok_or_else(|| "an entry names no vhost".to_string())
     };
+    let operator_policies = d
+        .parameters
+        .iter()
+        .filter(|p| p.get("component").and_then(Value::as_str) == Some("operator_policy"));
+    let entries = d
+        .policies
+        .iter()
+        .map(|p| (PolicyKind::User, p, p))
+        .chain(operator_policies.map(|p| (PolicyKind::Operator, p, &p["value"])));
+    for (kind, entry, body) in entries {
+        let vhost = vhost_of(
+            &entry
+                .get("vhost")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        )?;
+        let name = entry
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| "a policy has no name".to_string())?;
+        if broker.access().vhost(&vhost).is_none() {
+            return Err(format!("[\"no_such_vhost\",\"{vhost}\"]"));
+        }
+        let policy =
+            validate(kind, &vhost, name, body).map_err(|e| format!("{e} ({vhost}/{name})"))?;
+        broker.put_policy(kind, policy);
+    }
     let user = importer.unwrap_or("rmq-internal");
     for x in &d.exchanges {
         let vhost = vhost_of(&x.vhost)?;
@@ -429,7 +503,7 @@ async fn import_vhost(
     let doc = parse(&body)?;
     // Only the topology: users, vhosts and permissions are not a vhost's.
     let mut topo = Map::new();
-    for key in ["queues", "exchanges", "bindings"] {
+    for key in ["queues", "exchanges", "bindings", "policies", "parameters"] {
         if let Some(v) = doc.get(key) {
             topo.insert(key.to_string(), v.clone());
         }

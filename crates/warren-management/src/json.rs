@@ -139,3 +139,34 @@ pub fn path_encode(s: &str) -> String {
     }
     out
 }
+
+/// A boolean as RabbitMQ's API reads one: `true`/`false`, or the strings
+/// `"true"`/`"false"` (`rabbitmqadmin` sends those).
+pub fn loose_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Bool(b) => Ok(b),
+        serde_json::Value::String(s) if s == "true" => Ok(true),
+        serde_json::Value::String(s) if s == "false" => Ok(false),
+        other => Err(serde::de::Error::custom(format!(
+            "[\"not_boolean\",{}]",
+            other
+        ))),
+    }
+}
+
+/// A count as RabbitMQ's API reads one: a number, or a string of digits.
+pub fn loose_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    let n = match &v {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    n.map(|n| n as usize)
+        .ok_or_else(|| serde::de::Error::custom(format!("[\"not_integer\",{v}]")))
+}
+
+/// [`loose_count`] for an optional field.
+pub fn loose_count_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    loose_count(d).map(Some)
+}

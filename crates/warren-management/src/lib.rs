@@ -12,6 +12,7 @@
 //! - `tenants`: vhosts, users, permissions, topic permissions, limits;
 //! - `connections`: `/api/connections`;
 //! - `channels`: channels and consumers, as their connections describe them;
+//! - `policies`: policies and operator policies;
 //! - `topology`: exchanges, queues and bindings;
 //! - `messages`: basic.get and publish over HTTP;
 //! - `health`: the aliveness test and health checks;
@@ -29,6 +30,7 @@ mod listing;
 mod messages;
 mod nodes;
 mod overview;
+mod policies;
 mod tenants;
 mod topology;
 
@@ -102,10 +104,12 @@ pub fn router(state: AppState) -> Router {
         .merge(definitions::routes())
         .merge(channels::routes())
         .merge(nodes::routes())
+        .merge(policies::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             durable_changes,
         ))
+        .layer(axum::middleware::from_fn(listing::columns_everywhere))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

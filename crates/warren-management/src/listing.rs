@@ -73,6 +73,95 @@ impl ListQuery {
     }
 }
 
+/// `columns` on the endpoints that do not page: a GET whose answer is a
+/// list keeps the asked-for columns of each item (nested ones nested); a
+/// single object keeps its asked-for top-level keys (`object_totals.queues`
+/// keeps `object_totals`), as RabbitMQ trims them. Lists that went
+/// through [`listing`] were trimmed already, which trimming again leaves
+/// as they are; a page's envelope is left alone.
+pub async fn columns_everywhere(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let columns = (req.method() == axum::http::Method::GET)
+        .then(|| {
+            req.uri()
+                .query()
+                .and_then(|query| url_query_value(query, "columns").filter(|c| !c.is_empty()))
+        })
+        .flatten();
+    let res = next.run(req).await;
+    let Some(columns) = columns else {
+        return res;
+    };
+    if !res.status().is_success() {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let q = ListQuery {
+        columns: Some(columns.clone()),
+        ..Default::default()
+    };
+    let trimmed = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Array(items)) => Some(Value::Array(
+            items.into_iter().map(|i| q.columns_of(i)).collect(),
+        )),
+        Ok(Value::Object(o)) if !(o.contains_key("items") && o.contains_key("page")) => {
+            let keep: Vec<&str> = columns
+                .split(',')
+                .map(|c| c.split('.').next().unwrap_or(c))
+                .collect();
+            Some(Value::Object(
+                o.into_iter()
+                    .filter(|(k, _)| keep.contains(&k.as_str()))
+                    .collect(),
+            ))
+        }
+        _ => None,
+    };
+    match trimmed {
+        Some(v) => {
+            let mut res = Json(v).into_response();
+            *res.status_mut() = parts.status;
+            res
+        }
+        None => Response::from_parts(parts, axum::body::Body::from(bytes)),
+    }
+}
+
+/// One parameter of a query string, percent-decoded.
+fn url_query_value(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == key).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 2;
+            }
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Filters, sorts, pages and trims a list as the query says.
 pub fn listing(mut items: Vec<Value>, q: &ListQuery) -> ApiResult<Response> {
     if let Some(key) = q.sort.as_deref().filter(|s| !s.is_empty()) {

@@ -16,7 +16,7 @@ use warren_server::GetMode;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::json::{json_to_table, table_to_json, Body};
+use crate::json::{json_to_table, loose_count, loose_count_opt, table_to_json, Body};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -64,9 +64,11 @@ fn properties_json(raw: &[u8]) -> Value {
 
 #[derive(Deserialize)]
 struct GetBody {
+    #[serde(deserialize_with = "loose_count")]
     count: usize,
     ackmode: String,
     encoding: String,
+    #[serde(default, deserialize_with = "loose_count_opt")]
     truncate: Option<usize>,
 }
 

@@ -18,8 +18,9 @@ use warren_server::{QueueCell, VHost};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::json::{created_or_updated, json_to_table, table_to_json, Body};
+use crate::json::{created_or_updated, json_to_table, loose_bool, table_to_json, Body};
 use crate::listing::{listing, ListQuery};
+use crate::policies::definition_json;
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -112,7 +113,7 @@ fn topology_to_change(state: &AppState, caller: &Caller, vhost: &str) -> ApiResu
 // --- exchanges ---
 
 fn exchange_json(vhost: &str, x: &Exchange) -> Value {
-    json!({
+    let mut v = json!({
         "name": x.name(),
         "vhost": vhost,
         "type": x.spec.kind.as_str(),
@@ -122,7 +123,12 @@ fn exchange_json(vhost: &str, x: &Exchange) -> Value {
         "arguments": table_to_json(&x.spec.arguments),
         "user_who_performed_action": x.created_by.as_deref().unwrap_or("rmq-internal"),
         "message_stats": {},
-    })
+    });
+    // As RabbitMQ: the key is there only when a policy applies.
+    if let (Some(p), Some(o)) = (&x.policies.policy, v.as_object_mut()) {
+        o.insert("policy".into(), Value::String(p.name.clone()));
+    }
+    v
 }
 
 fn exchanges_of(vhost: &str, topo: &VHost) -> Vec<Value> {
@@ -173,11 +179,11 @@ async fn get_exchange(
 struct ExchangeBody {
     #[serde(rename = "type")]
     kind: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "loose_bool")]
     durable: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "loose_bool")]
     auto_delete: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "loose_bool")]
     internal: bool,
     #[serde(default)]
     arguments: Option<Value>,
@@ -263,16 +269,23 @@ async fn delete_exchange(
     }
 }
 
+/// A policy's name as listings show it: null when there is none.
+fn policy_name(p: &Option<Arc<warren_core::policy::Policy>>) -> Value {
+    p.as_ref()
+        .map_or(Value::Null, |p| Value::String(p.name.clone()))
+}
+
 // --- queues ---
 
 fn queue_json(state: &AppState, vhost: &str, q: &QueueCell) -> Value {
-    let (ready, unacked, consumers, bytes) = {
+    let (ready, unacked, consumers, bytes, policies) = {
         let inner = q.lock();
         (
             inner.queue.ready_count() as u64,
             inner.queue.unacked_count() as u64,
             inner.queue.reported_consumer_count() as u64,
             inner.queue.ready_bytes(),
+            inner.policies.clone(),
         )
     };
     json!({
@@ -285,7 +298,9 @@ fn queue_json(state: &AppState, vhost: &str, q: &QueueCell) -> Value {
         "type": if q.is_quorum() { "quorum" } else { "classic" },
         "node": state.node_name,
         "state": "running",
-        "policy": Value::Null,
+        "policy": policy_name(&policies.policy),
+        "operator_policy": policy_name(&policies.operator),
+        "effective_policy_definition": definition_json(&policies.effective_definition()),
         "messages": ready + unacked,
         "messages_ready": ready,
         "messages_unacknowledged": unacked,
@@ -343,9 +358,9 @@ async fn get_queue(
 
 #[derive(Deserialize)]
 struct QueueBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "loose_bool")]
     durable: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "loose_bool")]
     auto_delete: bool,
     #[serde(default)]
     arguments: Option<Value>,

@@ -47,6 +47,7 @@ impl Broker {
         let created = topo.declare_exchange(spec, false)?;
         if created {
             topo.set_creator(&name, user);
+            topo.set_exchange_policies(Some(&name), |n| self.exchange_policies(vhost, n));
         }
         self.persist(vhost, &mut topo);
         Ok(created)
@@ -100,14 +101,17 @@ impl Broker {
             }
         }
         let q = self
-            .new_queue(QueueSpec {
-                name: name.to_string(),
-                id: 0,
-                durable,
-                exclusive_owner: None,
-                auto_delete,
-                arguments,
-            })
+            .new_queue(
+                vhost,
+                QueueSpec {
+                    name: name.to_string(),
+                    id: 0,
+                    durable,
+                    exclusive_owner: None,
+                    auto_delete,
+                    arguments,
+                },
+            )
             .map_err(|e| {
                 AmqpError::new(warren_protocol::ReplyCode::InternalError, e.to_string())
             })?;

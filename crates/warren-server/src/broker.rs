@@ -17,6 +17,7 @@ use warren_core::access::{
     AccessControl, HashingAlgorithm, PasswordHash, Permissions, User, VhostInfo,
 };
 use warren_core::exchange::ExchangeSpec;
+use warren_core::policy::PolicyRegistry;
 use warren_core::{
     queue::QueueKind, Destination, ExchangeKind, MemoryStore, MessageStore, PriorityStore,
     QueueConfig, StoreError, SyncTicket, VirtualHost,
@@ -71,6 +72,9 @@ pub struct Broker {
     pub(crate) vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     /// Vhosts, users and permissions.
     pub(crate) access: RwLock<AccessControl>,
+    /// Every vhost's policies and operator policies. Taken after `access`
+    /// when both are.
+    pub(crate) policies: RwLock<PolicyRegistry>,
     /// Bumped on every change to `access`, so connections know when to
     /// refresh the grants they check against.
     pub(crate) access_generation: AtomicU64,
@@ -148,6 +152,12 @@ impl Broker {
             }
         };
         let access = tenants_of(&config, &defs);
+        let mut policies = PolicyRegistry::default();
+        if let Some(t) = &defs.tenants {
+            for skipped in t.apply_policies(&mut policies) {
+                warn!(%skipped, "saved policy not restored");
+            }
+        }
         for v in access.vhosts() {
             vhosts.insert(
                 v.name.clone(),
@@ -164,6 +174,7 @@ impl Broker {
             config,
             vhosts: RwLock::new(vhosts),
             access: RwLock::new(access),
+            policies: RwLock::new(policies),
             access_generation: AtomicU64::new(1),
             connections: ConnectionRegistry::default(),
             next_connection: AtomicU64::new(1),
@@ -186,11 +197,13 @@ impl Broker {
             for q in queues {
                 q.set_home(broker.home(&name));
             }
+            broker.apply_policies(&name);
         }
         if let Some(s) = &broker.storage {
             // The default user and vhost of a first start are definitions
             // from now on; and from here on every vhost's changes are saved.
-            s.records.tenants(&broker.access.read());
+            s.records
+                .tenants(&broker.access.read(), &broker.policies.read());
             for topo in broker.vhosts.read().values() {
                 topo.write().record_changes(true);
             }
@@ -239,8 +252,13 @@ impl Broker {
         self.storage.is_some() && durable && !exclusive
     }
 
-    /// Creates the cell of a new queue, with a disk store if it persists.
-    pub fn new_queue(&self, mut spec: QueueSpec) -> Result<Arc<QueueCell>, StoreError> {
+    /// Creates the cell of a new queue of `vhost`, with a disk store if it
+    /// persists, and the policies that apply to it.
+    pub fn new_queue(
+        &self,
+        vhost: &str,
+        mut spec: QueueSpec,
+    ) -> Result<Arc<QueueCell>, StoreError> {
         let levels = priority_levels(&spec);
         let store: Box<dyn MessageStore> = match &self.storage {
             Some(s) if spec.durable && spec.exclusive_owner.is_none() => {
@@ -261,7 +279,9 @@ impl Broker {
             }
             None => by_priority(levels, || Ok(Box::<MemoryStore>::default()))?,
         };
-        Ok(QueueCell::with_store(spec, store))
+        let cell = QueueCell::with_store(spec, store);
+        cell.set_policies(self.queue_policies(vhost, cell.name(), cell.kind()));
+        Ok(cell)
     }
 
     /// Saves what changed in a vhost's topology. Called with the
@@ -275,7 +295,8 @@ impl Broker {
     /// Saves the tenant registry's changes.
     pub(crate) fn persist_tenants(&self) {
         if let Some(s) = &self.storage {
-            s.records.tenants(&self.access.read());
+            s.records
+                .tenants(&self.access.read(), &self.policies.read());
         }
     }
 

@@ -17,7 +17,10 @@ use warren_core::access::{
     AccessControl, AccessError, PasswordHash, Permissions, TopicPermission, User, VhostInfo,
     VhostLimits,
 };
-use warren_protocol::{FieldTable, Reader};
+use warren_core::policy::{
+    Policy, PolicyError, PolicyKind, PolicyRegistry, PolicyRequest, Priority,
+};
+use warren_protocol::{FieldTable, FieldValue, Reader};
 
 /// Everything durable, across virtual hosts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -38,6 +41,65 @@ pub struct TenantDefinitions {
     pub users: Vec<UserDef>,
     pub permissions: Vec<PermissionDef>,
     pub topic_permissions: Vec<TopicPermissionDef>,
+    #[serde(default)]
+    pub policies: Vec<PolicyDef>,
+    #[serde(default)]
+    pub operator_policies: Vec<PolicyDef>,
+}
+
+/// A policy or operator policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyDef {
+    pub vhost: String,
+    pub name: String,
+    pub pattern: String,
+    pub apply_to: String,
+    /// A JSON number, as given.
+    pub priority: serde_json::Value,
+    pub definition: Table,
+}
+
+fn text(s: &str) -> FieldValue {
+    FieldValue::LongString(bytes::Bytes::copy_from_slice(s.as_bytes()))
+}
+
+impl PolicyDef {
+    pub fn from_policy(p: &Policy) -> Self {
+        PolicyDef {
+            vhost: p.vhost.clone(),
+            name: p.name.clone(),
+            pattern: p.pattern.clone(),
+            apply_to: p.apply_to.as_str().to_string(),
+            priority: match p.priority {
+                Priority::Integer(n) => n.into(),
+                Priority::Float(f) => f.into(),
+            },
+            definition: Table(
+                p.definition
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The policy again, validated as a new one is.
+    pub fn to_policy(&self, kind: PolicyKind) -> Result<Policy, PolicyError> {
+        Policy::validate(
+            kind,
+            &self.vhost,
+            &self.name,
+            PolicyRequest {
+                pattern: Some(text(&self.pattern)),
+                apply_to: Some(text(&self.apply_to)),
+                priority: Some(match self.priority.as_i64() {
+                    Some(n) => FieldValue::I64(n),
+                    None => FieldValue::F64(self.priority.as_f64().unwrap_or(0.0)),
+                }),
+                definition: Some(FieldValue::Table(self.definition.0.clone())),
+            },
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,7 +189,40 @@ impl TenantDefinitions {
                     read: t.read.clone(),
                 })
                 .collect(),
+            policies: Vec::new(),
+            operator_policies: Vec::new(),
         }
+    }
+
+    /// Adds the policies of a policy registry.
+    pub fn with_policies(mut self, reg: &PolicyRegistry) -> Self {
+        for (kind, out) in [
+            (PolicyKind::User, &mut self.policies),
+            (PolicyKind::Operator, &mut self.operator_policies),
+        ] {
+            out.extend(reg.list(kind).iter().map(|p| PolicyDef::from_policy(p)));
+        }
+        self
+    }
+
+    /// Adds these definitions' policies to a registry; those that no
+    /// longer validate are skipped and reported.
+    pub fn apply_policies(&self, reg: &mut PolicyRegistry) -> Vec<String> {
+        let mut skipped = Vec::new();
+        for (kind, list) in [
+            (PolicyKind::User, &self.policies),
+            (PolicyKind::Operator, &self.operator_policies),
+        ] {
+            for d in list {
+                match d.to_policy(kind) {
+                    Ok(p) => {
+                        reg.vhost_mut(&d.vhost).put(kind, p);
+                    }
+                    Err(e) => skipped.push(format!("policy '{}' in '{}': {e}", d.name, d.vhost)),
+                }
+            }
+        }
+        skipped
     }
 
     /// Adds these definitions to a registry; entries that do not parse

@@ -16,6 +16,7 @@ mod connections;
 mod definitions;
 mod lifecycle;
 mod persist;
+mod policies;
 mod queue;
 mod resources;
 mod staging;

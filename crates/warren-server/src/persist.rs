@@ -16,6 +16,8 @@
 //! | `x` | vhost, exchange | [`ExchangeDef`] |
 //! | `q` | vhost, queue | [`QueueDef`] |
 //! | `b` | vhost, source, `q`/`x`, destination, key, arguments | [`BindingDef`] |
+//! | `y` | vhost, policy | [`PolicyDef`] |
+//! | `o` | vhost, operator policy | [`PolicyDef`] |
 //! | `m` | `tenants` | marks that the tenant registry is saved |
 //!
 //! Topology changes come from the vhost's journal
@@ -35,13 +37,14 @@ use serde::Serialize;
 use tracing::warn;
 use warren_core::access::AccessControl;
 use warren_core::exchange::Binding;
+use warren_core::policy::PolicyRegistry;
 use warren_core::vhost::TopologyChange;
 use warren_core::{Destination, StoreError, SyncTicket, VirtualHost};
 use warren_store::{Change, DefinitionsStore, Disk, SyncCoordinator};
 
 use crate::definitions::{
-    BindingDef, Definitions, ExchangeDef, PermissionDef, QueueDef, Table, TenantDefinitions,
-    TopicPermissionDef, UserDef, VhostDef,
+    BindingDef, Definitions, ExchangeDef, PermissionDef, PolicyDef, QueueDef, Table,
+    TenantDefinitions, TopicPermissionDef, UserDef, VhostDef,
 };
 use crate::queue::QueueCell;
 
@@ -116,9 +119,9 @@ fn persists(q: &QueueCell) -> bool {
     q.spec.durable && q.spec.exclusive_owner.is_none()
 }
 
-/// The tenant registry as records.
-fn tenant_records(ac: &AccessControl) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let t = TenantDefinitions::from_access(ac);
+/// The tenant registry and the policies as records.
+fn tenant_records(ac: &AccessControl, policies: &PolicyRegistry) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let t = TenantDefinitions::from_access(ac).with_policies(policies);
     let mut out = BTreeMap::new();
     out.insert(key(b'm', &["tenants"]), b"1".to_vec());
     for v in &t.vhosts {
@@ -139,6 +142,12 @@ fn tenant_records(ac: &AccessControl) -> BTreeMap<Vec<u8>, Vec<u8>> {
     }
     for ((user, vhost), list) in topics {
         out.insert(key(b't', &[&user, &vhost]), json(&list));
+    }
+    for p in &t.policies {
+        out.insert(key(b'y', &[&p.vhost, &p.name]), json(p));
+    }
+    for p in &t.operator_policies {
+        out.insert(key(b'o', &[&p.vhost, &p.name]), json(p));
     }
     out
 }
@@ -179,6 +188,14 @@ impl DefinitionRecords {
                     Ok(d) => tenants.topic_permissions.extend(d),
                     Err(e) => bad(e),
                 },
+                (b'y', _) => match serde_json::from_slice::<PolicyDef>(&v) {
+                    Ok(d) => tenants.policies.push(d),
+                    Err(e) => bad(e),
+                },
+                (b'o', _) => match serde_json::from_slice::<PolicyDef>(&v) {
+                    Ok(d) => tenants.operator_policies.push(d),
+                    Err(e) => bad(e),
+                },
                 (b'x', [vhost, _]) => match serde_json::from_slice::<ExchangeDef>(&v) {
                     Ok(d) => defs
                         .vhosts
@@ -209,7 +226,7 @@ impl DefinitionRecords {
                     continue;
                 }
             }
-            if matches!(kind, b'm' | b'v' | b'u' | b'p' | b't') {
+            if matches!(kind, b'm' | b'v' | b'u' | b'p' | b't' | b'y' | b'o') {
                 tenant_set.insert(k, v);
             }
         }
@@ -377,9 +394,10 @@ impl DefinitionRecords {
         }
     }
 
-    /// Writes the tenant records that differ from the last ones written.
-    pub fn tenants(&self, ac: &AccessControl) {
-        let now = tenant_records(ac);
+    /// Writes the tenant and policy records that differ from the last ones
+    /// written.
+    pub fn tenants(&self, ac: &AccessControl, policies: &PolicyRegistry) {
+        let now = tenant_records(ac, policies);
         let mut last = self.tenants.lock();
         let mut out = Vec::new();
         for (k, v) in &now {

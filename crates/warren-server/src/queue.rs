@@ -32,7 +32,9 @@ use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::error;
 use warren_core::dead_letter::Reason;
+use warren_core::policy::Applied;
 use warren_core::queue::Published;
+use warren_core::queue::QueueKind;
 use warren_core::{
     ConsumerSpec, Effects, Message, MessageStore, QueueConfig, QueueState, QueuedMessage,
     StoreError, SyncTicket,
@@ -99,8 +101,6 @@ pub struct Home {
 
 pub struct QueueCell {
     pub spec: QueueSpec,
-    /// The dead-letter exchange and routing key, read from the arguments.
-    dead_letter_to: Option<(String, Option<String>)>,
     home: OnceLock<Home>,
     state: Mutex<QueueInner>,
 }
@@ -196,12 +196,16 @@ pub struct QueueInner {
     fx: Effects<Arc<Consumer>>,
     /// The time a timer task will tick the queue at, if one is armed.
     armed: Option<u64>,
+    /// The policy and operator policy that apply to the queue.
+    pub policies: Applied,
 }
 
 /// Effects carried out once the queue lock is released.
 #[derive(Default)]
 struct Later {
     dead_letters: Vec<(Arc<Message>, Reason)>,
+    /// The dead-letter exchange and routing key they go to.
+    dead_letter_to: Option<(String, Option<String>)>,
     cancelled: Vec<Arc<Consumer>>,
     delete: bool,
 }
@@ -339,13 +343,8 @@ impl QueueCell {
     /// A queue over `store`, created (or recovered) now.
     pub fn with_store(spec: QueueSpec, store: Box<dyn MessageStore>) -> Arc<Self> {
         let config = QueueConfig::from_arguments(&spec.name, &spec.arguments);
-        let dead_letter_to = config
-            .dead_letter_exchange
-            .clone()
-            .map(|x| (x, config.dead_letter_routing_key.clone()));
         Arc::new(QueueCell {
             spec,
-            dead_letter_to,
             home: OnceLock::new(),
             state: Mutex::new(QueueInner {
                 queue: QueueState::new(config, store, now_ms()),
@@ -353,8 +352,32 @@ impl QueueCell {
                 had_consumer: false,
                 fx: Effects::default(),
                 armed: None,
+                policies: Applied::default(),
             }),
         })
+    }
+
+    /// The policies that apply changed: the queue's configuration is
+    /// resolved again from its arguments and them, and takes effect at
+    /// once.
+    pub fn set_policies(self: &Arc<Self>, policies: Applied) {
+        self.run(|inner, now, fx| {
+            if inner.deleted || inner.policies == policies {
+                return;
+            }
+            let config = QueueConfig::resolve(&self.spec.name, &self.spec.arguments, &policies);
+            inner.policies = policies;
+            inner.queue.reconfigure(config, now, fx);
+        });
+    }
+
+    /// Its type, as policies tell queues apart.
+    pub fn kind(&self) -> QueueKind {
+        if self.is_quorum() {
+            QueueKind::Quorum
+        } else {
+            QueueKind::Classic
+        }
     }
 
     /// Tells the queue where it lives (once, right after it is created or
@@ -512,6 +535,14 @@ impl QueueCell {
             }
         }
         let later = fx.has_work().then(|| Later {
+            dead_letter_to: (!fx.dead_letters.is_empty())
+                .then(|| {
+                    let c = inner.queue.config();
+                    c.dead_letter_exchange
+                        .clone()
+                        .map(|x| (x, c.dead_letter_routing_key.clone()))
+                })
+                .flatten(),
             dead_letters: std::mem::take(&mut fx.dead_letters),
             cancelled: std::mem::take(&mut fx.cancelled),
             delete: std::mem::take(&mut fx.delete),
@@ -555,8 +586,8 @@ impl QueueCell {
                 consumer: Arc::clone(&c),
             });
         }
-        if !later.dead_letters.is_empty() {
-            self.route_dead_letters(later.dead_letters);
+        if let Some(to) = later.dead_letter_to {
+            self.route_dead_letters(&to, later.dead_letters);
         }
         if later.delete {
             if let Some(home) = self.home.get() {
@@ -571,9 +602,12 @@ impl QueueCell {
     /// each target queue taking its share in one batch. A dead letter that
     /// would close an automatic cycle skips that queue; one whose exchange
     /// is missing is dropped.
-    fn route_dead_letters(self: &Arc<Self>, letters: Vec<(Arc<Message>, Reason)>) {
-        let (Some((exchange, routing_key)), Some(home)) = (&self.dead_letter_to, self.home.get())
-        else {
+    fn route_dead_letters(
+        self: &Arc<Self>,
+        (exchange, routing_key): &(String, Option<String>),
+        letters: Vec<(Arc<Message>, Reason)>,
+    ) {
+        let Some(home) = self.home.get() else {
             return;
         };
         let Some(vhost) = home.vhost.upgrade() else {

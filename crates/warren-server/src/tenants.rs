@@ -116,6 +116,7 @@ impl Broker {
         let Some(topo) = self.vhosts.write().remove(name) else {
             return false;
         };
+        self.policies.write().remove_vhost(name);
         self.change_access(|ac| ac.delete_vhost(name));
         self.connections.close_where(
             |c| c.vhost == name,

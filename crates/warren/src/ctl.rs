@@ -94,6 +94,35 @@ enum Verb {
         #[arg(short = 'p', long = "vhost", default_value = "/")]
         vhost: String,
     },
+    /// Sets a policy: NAME applies DEFINITION (JSON) to the objects whose
+    /// names match PATTERN.
+    SetPolicy {
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    ClearPolicy {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+        name: String,
+    },
+    ListPolicies {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+    },
+    /// Sets an operator policy (limits that users' policies cannot raise).
+    SetOperatorPolicy {
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    ClearOperatorPolicy {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+        name: String,
+    },
+    ListOperatorPolicies {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+    },
     /// The broker's overview.
     Status,
     /// Writes the definitions (RabbitMQ's JSON) to FILE, or `-` for stdout.
@@ -104,6 +133,126 @@ enum Verb {
     ImportDefinitions {
         file: String,
     },
+}
+
+#[derive(clap::Args)]
+struct PolicyArgs {
+    #[arg(short = 'p', long = "vhost", default_value = "/")]
+    vhost: String,
+    #[arg(long, default_value_t = 0)]
+    priority: i64,
+    #[arg(long = "apply-to", default_value = "all")]
+    apply_to: String,
+    name: String,
+    pattern: String,
+    /// The definition, a JSON object.
+    definition: String,
+}
+
+/// What a kind of policy is called in messages.
+fn policy_word(operator: bool) -> &'static str {
+    if operator {
+        "operator policy"
+    } else {
+        "policy"
+    }
+}
+
+/// The API path of a kind of policy.
+fn policy_path(operator: bool) -> &'static str {
+    if operator {
+        "operator-policies"
+    } else {
+        "policies"
+    }
+}
+
+fn set_policy(
+    api: &Api,
+    p: &PolicyArgs,
+    operator: bool,
+) -> Result<(Option<String>, String), String> {
+    let definition: Value = serde_json::from_str(&p.definition)
+        .map_err(|e| format!("the definition is not JSON: {e}"))?;
+    api.call(
+        "PUT",
+        &format!(
+            "/api/{}/{}/{}",
+            policy_path(operator),
+            enc(&p.vhost),
+            enc(&p.name)
+        ),
+        Some(json!({
+            "pattern": p.pattern,
+            "definition": definition,
+            "priority": p.priority,
+            "apply-to": p.apply_to,
+        })),
+    )?;
+    let what = policy_word(operator);
+    Ok((
+        Some(format!(
+            "Setting {what} \"{}\" for pattern \"{}\" to \"{}\" with priority \"{}\" for vhost \"{}\" ...",
+            p.name, p.pattern, p.definition, p.priority, p.vhost
+        )),
+        String::new(),
+    ))
+}
+
+fn clear_policy(
+    api: &Api,
+    vhost: &str,
+    name: &str,
+    operator: bool,
+) -> Result<(Option<String>, String), String> {
+    api.call(
+        "DELETE",
+        &format!(
+            "/api/{}/{}/{}",
+            policy_path(operator),
+            enc(vhost),
+            enc(name)
+        ),
+        None,
+    )?;
+    let what = policy_word(operator);
+    Ok((
+        Some(format!(
+            "Clearing {what} \"{name}\" on vhost \"{vhost}\" ..."
+        )),
+        String::new(),
+    ))
+}
+
+fn list_policies(
+    api: &Api,
+    vhost: &str,
+    operator: bool,
+) -> Result<(Option<String>, String), String> {
+    let items = api.call(
+        "GET",
+        &format!("/api/{}/{}", policy_path(operator), enc(vhost)),
+        None,
+    )?;
+    let what = if operator {
+        "operator policies"
+    } else {
+        "policies"
+    };
+    Ok((
+        Some(format!("Listing {what} for vhost \"{vhost}\" ...")),
+        table(
+            &items,
+            &[
+                "vhost",
+                "name",
+                "pattern",
+                "apply-to",
+                "definition",
+                "priority",
+            ],
+        ),
+    ))
 }
 
 struct Api {
@@ -369,6 +518,12 @@ fn run(args: &CtlArgs) -> Result<(Option<String>, String), String> {
                 ),
             ))
         }
+        Verb::SetPolicy { policy } => set_policy(&api, policy, false),
+        Verb::ClearPolicy { vhost, name } => clear_policy(&api, vhost, name, false),
+        Verb::ListPolicies { vhost } => list_policies(&api, vhost, false),
+        Verb::SetOperatorPolicy { policy } => set_policy(&api, policy, true),
+        Verb::ClearOperatorPolicy { vhost, name } => clear_policy(&api, vhost, name, true),
+        Verb::ListOperatorPolicies { vhost } => list_policies(&api, vhost, true),
         Verb::Status => {
             let o = api.call("GET", "/api/overview", None)?;
             let mut out = format!(

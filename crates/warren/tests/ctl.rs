@@ -77,6 +77,61 @@ async fn ctl_verbs_manage_the_running_broker() {
         ]),
         "name\tmessages\tdurable\napp.jobs\t0\tfalse\n"
     );
+    // A policy applies to the queue at once; clearing it lifts it.
+    assert_eq!(
+        ok(&[
+            "set_policy",
+            "-p",
+            "prod",
+            "--priority",
+            "2",
+            "--apply-to",
+            "queues",
+            "cap",
+            "^app\\.",
+            "{\"max-length\":1}"
+        ]),
+        "Setting policy \"cap\" for pattern \"^app\\.\" to \"{\"max-length\":1}\" with priority \"2\" for vhost \"prod\" ...\n"
+    );
+    ok(&[
+        "set_operator_policy",
+        "-p",
+        "prod",
+        "ttl",
+        ".*",
+        "{\"message-ttl\":60000}",
+    ]);
+    assert_eq!(
+        ok(&["-q", "list_policies", "-p", "prod"]),
+        "vhost\tname\tpattern\tapply-to\tdefinition\tpriority\nprod\tcap\t^app\\.\tqueues\t{\"max-length\":1}\t2\n"
+    );
+    assert!(ok(&["-q", "list_operator_policies", "-p", "prod"]).contains("ttl\t.*\tall"));
+    for body in [&b"1"[..], b"2"] {
+        ch.basic_publish("", "app.jobs", Default::default(), body, Default::default())
+            .await
+            .unwrap();
+    }
+    let count = |ch: lapin::Channel| async move {
+        let opts = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        ch.queue_declare("app.jobs", opts, Default::default())
+            .await
+            .unwrap()
+            .message_count()
+    };
+    assert_eq!(count(ch.clone()).await, 1);
+    ok(&["clear_policy", "-p", "prod", "cap"]);
+    ok(&["clear_operator_policy", "-p", "prod", "ttl"]);
+    assert_eq!(
+        ok(&["-q", "list_policies", "-p", "prod"]),
+        "vhost\tname\tpattern\tapply-to\tdefinition\tpriority\n"
+    );
+    ch.basic_publish("", "app.jobs", Default::default(), b"3", Default::default())
+        .await
+        .unwrap();
+    assert_eq!(count(ch.clone()).await, 2);
     ok(&["change_password", "app", "pw2"]);
     assert!(
         Connection::connect(&uri("pw1"), ConnectionProperties::default())

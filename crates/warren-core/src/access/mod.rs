@@ -18,7 +18,7 @@ pub use permissions::{
     CheckCache, Grants, Operation, Pattern, PatternError, Permission, Permissions, Requirement,
     ResourceKind, TopicPermission,
 };
-pub use user::{ManagementLevel, User};
+pub use user::{ManagementLevel, User, ADMINISTRATOR, MANAGEMENT, MONITORING, POLICYMAKER};
 
 use crate::AmqpError;
 

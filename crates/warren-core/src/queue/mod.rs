@@ -390,6 +390,20 @@ impl<C: Clone> QueueState<C> {
         self.schedule(fx);
     }
 
+    /// The queue's configuration changed (a policy was set, changed or
+    /// cleared). New limits apply at once: ready messages over a lower
+    /// length limit are dropped from the head (dead-lettered, reason
+    /// `maxlen`); an idle deadline counts from the last use; messages keep
+    /// the deadlines they were enqueued with, as in RabbitMQ.
+    pub fn reconfigure(&mut self, config: QueueConfig, now: u64, fx: &mut Effects<C>) {
+        self.config = config;
+        if let Err(err) = self.expire(now, false, fx) {
+            fx.errors.push(err);
+        }
+        self.drop_over_limit(fx);
+        self.schedule(fx);
+    }
+
     /// Settles checked-out message `seq` for good (acked).
     pub fn ack(&mut self, seq: u64) -> Result<(), StoreError> {
         match self.checked_out.remove(&seq) {

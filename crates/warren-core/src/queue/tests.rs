@@ -303,6 +303,42 @@ fn idle_queue_asks_to_be_deleted_after_x_expires() {
 }
 
 #[test]
+fn reconfiguring_applies_new_limits_at_once_and_keeps_old_deadlines() {
+    let mut q = queue(&[("x-dead-letter-exchange", s("dlx"))]);
+    publish(&mut q, 0, &["a", "b", "c", "d"]);
+    // a lower length limit drops from the head at once
+    let table: FieldTable = [
+        ("x-dead-letter-exchange".to_string(), s("dlx")),
+        ("x-max-length".to_string(), FieldValue::I32(2)),
+        ("x-message-ttl".to_string(), FieldValue::I32(50)),
+    ]
+    .into_iter()
+    .collect();
+    let mut fx = Effects::default();
+    q.reconfigure(QueueConfig::from_arguments("q", &table), 10, &mut fx);
+    assert_eq!(
+        dead(&fx),
+        vec![(b"a".as_slice(), Reason::Maxlen), (b"b", Reason::Maxlen)]
+    );
+    assert_eq!(q.ready_count(), 2);
+    // messages already there keep having no deadline; new ones get the TTL
+    let (_, fx) = publish(&mut q, 20, &["e"]);
+    assert_eq!(dead(&fx), vec![(b"c".as_slice(), Reason::Maxlen)]);
+    let mut fx = Effects::default();
+    q.tick(100, |_| true, &mut fx);
+    assert!(dead(&fx).is_empty(), "{:?}", dead(&fx));
+    let mut fx = Effects::default();
+    q.reconfigure(
+        QueueConfig::from_arguments("q", &FieldTable::new()),
+        100,
+        &mut fx,
+    );
+    let (_, fx) = publish(&mut q, 100, &["f"]);
+    assert!(dead(&fx).is_empty());
+    assert_eq!(q.ready_count(), 3);
+}
+
+#[test]
 fn no_ack_deliveries_are_settled_at_once_and_delete_cancels_consumers() {
     let mut q = queue(&[]);
     q.consume(

@@ -487,6 +487,9 @@ impl Channel {
                     let name = spec.name.clone();
                     if topo.declare_exchange(spec, m.passive)? {
                         topo.set_creator(&name, &ctx.user);
+                        topo.set_exchange_policies(Some(&name), |n| {
+                            ctx.broker.exchange_policies(&ctx.vhost_name, n)
+                        });
                     }
                     ctx.broker.persist(&ctx.vhost_name, &mut topo);
                 }

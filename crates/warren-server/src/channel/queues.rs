@@ -99,14 +99,17 @@ impl Channel {
                     None => {
                         let q = ctx
                             .broker
-                            .new_queue(QueueSpec {
-                                name: name.clone(),
-                                id: 0,
-                                durable: m.durable,
-                                exclusive_owner: m.exclusive.then_some(ctx.id),
-                                auto_delete: m.auto_delete,
-                                arguments: m.arguments.clone(),
-                            })
+                            .new_queue(
+                                &ctx.vhost_name,
+                                QueueSpec {
+                                    name: name.clone(),
+                                    id: 0,
+                                    durable: m.durable,
+                                    exclusive_owner: m.exclusive.then_some(ctx.id),
+                                    auto_delete: m.auto_delete,
+                                    arguments: m.arguments.clone(),
+                                },
+                            )
                             .map_err(store_failure)?;
                         topo.insert_queue(name.clone(), Arc::clone(&q));
                         ctx.broker.persist(&ctx.vhost_name, &mut topo);
