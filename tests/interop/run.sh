@@ -56,6 +56,17 @@ if [ "$(cat "$VENV/.interop-requirements" 2>/dev/null || true)" != "$req_stamp" 
     echo "$req_stamp" > "$VENV/.interop-requirements"
 fi
 
+# --- Chromium for the web UI test ------------------------------------------
+# test_web_ui.py drives Debian's chromium through Playwright (which is told
+# never to download a browser of its own).
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Debian's chromium for the web UI test"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq chromium >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; } \
+        || log "could not install chromium; test_web_ui.py will fail"
+fi
+
 # --- Node clients ---------------------------------------------------------
 lock_stamp="$(stamp_of "$INTEROP_DIR/package-lock.json")"
 if [ "$(cat "$INTEROP_DIR/node_modules/.interop-lock" 2>/dev/null || true)" != "$lock_stamp" ]; then

@@ -35,7 +35,7 @@ import uuid
 import pika.exceptions
 import pytest
 
-from mgmt import SHA256, password_hash, q
+from mgmt import SHA256, password_hash, poll, q
 
 NOT_FOUND = {"error": "Object Not Found", "reason": "Not Found"}
 LOGIN_FAILED = {"error": "not_authorized", "reason": "Login failed"}
@@ -96,6 +96,41 @@ def test_overview_shape(mgmt, broker):
     assert amqp_ports
     if not broker.external:
         assert broker.port in amqp_ports
+
+
+def test_overview_counts_messages_as_they_flow(mgmt, ch, uid):
+    """message_stats: publishes, returns, deliveries, gets and acks are
+    counted, with rates (RabbitMQ shows them after a statistics round)."""
+    def stats():
+        return mgmt.get("/api/overview").body.get("message_stats") or {}
+
+    before = stats()
+    queue = f"{uid}.counted"
+    ch.queue_declare(queue)
+    for i in range(5):
+        ch.basic_publish("", queue, f"m{i}".encode())
+    with pytest.raises(pika.exceptions.UnroutableError):  # the channel confirms
+        ch.basic_publish("", f"{uid}.nowhere", b"x", mandatory=True)
+    got = [ch.basic_get(queue, auto_ack=False) for _ in range(2)]
+    for method, _, _ in got:
+        ch.basic_ack(method.delivery_tag)
+    ch.basic_consume(queue, lambda c, m, p, b: c.basic_ack(m.delivery_tag))
+
+    def stats_while_consuming():
+        ch.connection.process_data_events(time_limit=0.1)
+        return stats()
+
+    def grew(key, n):
+        return lambda s: s.get(key, 0) - before.get(key, 0) >= n
+
+    poll(stats, grew("publish", 6), what="publishes counted")
+    poll(stats, grew("return_unroutable", 1), what="the return counted")
+    poll(stats, grew("get", 2), what="gets counted")
+    poll(stats_while_consuming, grew("deliver", 3), what="deliveries counted")
+    after = poll(stats_while_consuming, grew("ack", 5), what="acks counted")
+    assert after["deliver_get"] - before.get("deliver_get", 0) >= 5
+    for key in ("publish", "deliver_get", "ack"):
+        assert isinstance(after[f"{key}_details"]["rate"], (int, float))
 
 
 def test_management_user_reads_overview(mgmt, user_factory):

@@ -17,7 +17,8 @@
 //! - `messages`: basic.get and publish over HTTP;
 //! - `health`: the aliveness test and health checks;
 //! - `definitions`: export and import in RabbitMQ's definitions format;
-//! - `listing`: the list endpoints' filters, sorting, columns and paging.
+//! - `listing`: the list endpoints' filters, sorting, columns and paging;
+//! - `ui`: the web UI's page, script and style sheet.
 
 mod auth;
 mod channels;
@@ -33,6 +34,7 @@ mod overview;
 mod policies;
 mod tenants;
 mod topology;
+mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -105,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .merge(channels::routes())
         .merge(nodes::routes())
         .merge(policies::routes())
+        .merge(ui::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             durable_changes,

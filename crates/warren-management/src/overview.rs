@@ -5,6 +5,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use warren_server::stats::{Counter, MessageStats};
+
 use crate::auth::Caller;
 use crate::AppState;
 
@@ -16,6 +18,42 @@ pub fn routes() -> Router<AppState> {
 
 async fn whoami(caller: Caller) -> Json<Value> {
     Json(json!({"name": caller.user.name, "tags": caller.user.tags}))
+}
+
+/// The broker's message counters with their rates, as RabbitMQ's
+/// `message_stats` (`deliver_get` sums deliveries and gets).
+pub fn message_stats(stats: &MessageStats) -> Value {
+    let (totals, rates) = stats.rates();
+    let mut out = serde_json::Map::new();
+    let mut put = |name: &str, total: u64, rate: f64| {
+        out.insert(name.to_string(), json!(total));
+        out.insert(format!("{name}_details"), json!({"rate": round(rate)}));
+    };
+    for c in Counter::ALL {
+        put(c.name(), totals[c as usize], rates[c as usize]);
+    }
+    let sum = |f: &dyn Fn(Counter) -> f64| {
+        [
+            Counter::Deliver,
+            Counter::DeliverNoAck,
+            Counter::Get,
+            Counter::GetNoAck,
+        ]
+        .into_iter()
+        .map(f)
+        .sum::<f64>()
+    };
+    put(
+        "deliver_get",
+        sum(&|c| totals[c as usize] as f64) as u64,
+        sum(&|c| rates[c as usize]),
+    );
+    Value::Object(out)
+}
+
+/// Rates as RabbitMQ shows them: one decimal.
+fn round(rate: f64) -> f64 {
+    (rate * 10.0).round() / 10.0
 }
 
 async fn overview(State(state): State<AppState>, caller: Caller) -> Json<Value> {
@@ -49,7 +87,7 @@ async fn overview(State(state): State<AppState>, caller: Caller) -> Json<Value> 
         "erlang_full_version": "none (Warren is written in Rust)",
         "disable_stats": false,
         "enable_queue_totals": false,
-        "message_stats": {},
+        "message_stats": message_stats(&b.stats),
         "churn_rates": {},
         "queue_totals": {
             "messages": totals.ready + totals.unacked,

@@ -33,6 +33,7 @@ use crate::definitions::{Definitions, DefinitionsFile};
 use crate::persist::DefinitionRecords;
 use crate::queue::{Home, QueueCell, QueueSpec};
 use crate::resources::{spawn_monitor, Alarms};
+use crate::stats::MessageStats;
 use crate::ServerConfig;
 
 /// A virtual host's topology behind a read-write lock: publishes take it for
@@ -93,6 +94,8 @@ pub struct Broker {
     alarms: watch::Receiver<Alarms>,
     /// When the broker opened, for its uptime.
     pub started: std::time::Instant,
+    /// Message counters, sampled once a second for rates.
+    pub stats: MessageStats,
 }
 
 impl Broker {
@@ -171,6 +174,7 @@ impl Broker {
         let broker = Arc::new(Broker {
             alarms,
             started: std::time::Instant::now(),
+            stats: MessageStats::default(),
             config,
             vhosts: RwLock::new(vhosts),
             access: RwLock::new(access),
@@ -184,6 +188,7 @@ impl Broker {
             synced,
             _sync_source: sync_source,
         });
+        spawn_sampler(&broker);
         // Recovered queues learn where they live, and start their timers.
         let all: Vec<(String, Arc<VHost>)> = broker
             .vhosts
@@ -471,6 +476,21 @@ impl Storage {
         }
         Ok(())
     }
+}
+
+/// Samples the message counters once a second while the broker lives.
+fn spawn_sampler(broker: &Arc<Broker>) {
+    let weak = Arc::downgrade(broker);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            let Some(broker) = weak.upgrade() else {
+                return;
+            };
+            broker.stats.sample(std::time::Instant::now());
+        }
+    });
 }
 
 /// The registry at start: the saved one, or (on a first start) the default

@@ -20,6 +20,7 @@ mod policies;
 mod queue;
 mod resources;
 mod staging;
+pub mod stats;
 mod tenants;
 
 use std::future::Future;

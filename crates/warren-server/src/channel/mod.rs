@@ -37,6 +37,7 @@ use settle::{settle, settle_all};
 use crate::connection::{ConnCtx, Out};
 use crate::lifecycle::DeleteWhen;
 use crate::queue::{consumer_spec, ChannelLimit, Consumer, Enqueued, QueueCell, QueueSpec, Settle};
+use crate::stats::Counter;
 
 /// A publish whose content is still arriving.
 struct Pending {
@@ -691,8 +692,20 @@ impl Channel {
                     .run(|inner, now, fx| inner.queue.get(now, !m.no_ack, fx))
                     .map_err(store_failure)?;
                 match got {
-                    None => out.method(id, BasicGetEmpty::default()),
+                    None => {
+                        ctx.stats.add(Counter::GetEmpty, 1);
+                        out.method(id, BasicGetEmpty::default())
+                    }
                     Some((msg, remaining)) => {
+                        let kind = if m.no_ack {
+                            Counter::GetNoAck
+                        } else {
+                            Counter::Get
+                        };
+                        ctx.stats.add(kind, 1);
+                        if msg.redelivered {
+                            ctx.stats.add(Counter::Redeliver, 1);
+                        }
                         let tag = self.next_tag;
                         self.next_tag += 1;
                         out.content(
@@ -720,6 +733,7 @@ impl Channel {
             }
             Method::BasicAck(m) => {
                 let entries = self.take_unacked(m.delivery_tag, m.multiple)?;
+                ctx.stats.add(Counter::Ack, entries.len() as u64);
                 self.settle_or_buffer(ctx, entries, None);
                 Ok(())
             }

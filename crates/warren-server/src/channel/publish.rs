@@ -155,6 +155,7 @@ impl Channel {
             return Err(refused);
         }
         let mandatory = publish.mandatory;
+        ctx.stats.add(Counter::Publish, 1);
         let msg = Arc::new(Message {
             exchange: publish.exchange,
             routing_key: publish.routing_key,
@@ -230,8 +231,13 @@ impl Channel {
                 );
             }
         }
-        if targets.is_empty() && mandatory {
-            self.return_unroutable(out, msg);
+        if targets.is_empty() {
+            if mandatory {
+                ctx.stats.add(Counter::ReturnUnroutable, 1);
+                self.return_unroutable(out, msg);
+            } else {
+                ctx.stats.add(Counter::DropUnroutable, 1);
+            }
         }
         Ok(())
     }
@@ -276,7 +282,13 @@ impl Channel {
     /// Sends the confirms (and a deferred tx.commit-ok) whose messages are
     /// on stable storage as of `synced`. Consecutive acks (or nacks) go out
     /// as one `multiple` confirm. Returns true while anything still waits.
-    pub fn flush_confirms(&mut self, out: &mut Out, synced: SyncTicket) -> bool {
+    /// Adds the number of publishes acked to `confirmed`.
+    pub fn flush_confirms(
+        &mut self,
+        out: &mut Out,
+        synced: SyncTicket,
+        confirmed: &mut u64,
+    ) -> bool {
         let mut waiting = false;
         if let Some(tx) = self.tx.as_mut() {
             if let Some(t) = tx.commit_waits_for {
@@ -321,6 +333,9 @@ impl Channel {
                 break;
             }
             c.pending.pop_front();
+            if !failed {
+                *confirmed += 1;
+            }
             run = match run {
                 Some((first, _, nack)) if nack == failed => Some((first, seq, nack)),
                 Some(done) => {

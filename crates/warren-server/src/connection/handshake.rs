@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::connections::ConnectionInfo;
+use crate::stats::LocalStats;
 
 impl Connection {
     pub(super) fn send_start(&mut self) {
@@ -212,6 +213,7 @@ impl Connection {
                     user: self.user.clone(),
                     grants,
                     grants_generation,
+                    stats: LocalStats::default(),
                 });
                 self.out.method(0, ConnectionOpenOk::default());
                 self.phase = Phase::Running;

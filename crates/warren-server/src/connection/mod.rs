@@ -37,6 +37,7 @@ use crate::broker::{Broker, VHost};
 use crate::channel::{Channel, PendingAcks};
 use crate::queue::{Consumer, QueueCell};
 use crate::staging::Staging;
+use crate::stats::{Counter, LocalStats};
 
 /// Stop reading from the client while this much output waits to be written.
 const WRITE_HIGH_WATER: usize = 1 << 20;
@@ -200,6 +201,8 @@ pub struct ConnCtx {
     /// What the user may do in this vhost, as of `grants_generation`.
     pub grants: Grants,
     pub grants_generation: u64,
+    /// Message counts not yet added to the broker's.
+    pub stats: LocalStats,
 }
 
 impl ConnCtx {
@@ -400,6 +403,7 @@ pub async fn serve(
                         Err(_) => break,
                     }
                 }
+                conn.flush_stats();
             }
             Wake::Event(None) => {}
             Wake::Wrote(Ok(n)) => {
@@ -573,6 +577,14 @@ impl Connection {
         if flush_confirms {
             self.flush_confirms();
         }
+        self.flush_stats();
+    }
+
+    /// Adds this connection's message counts to the broker's.
+    fn flush_stats(&mut self) {
+        if let Some(ctx) = self.ctx.as_mut() {
+            ctx.stats.flush(&ctx.broker.stats);
+        }
     }
 
     /// Applies the acks gathered so far and wakes the consumers they may
@@ -616,11 +628,14 @@ impl Connection {
         };
         let synced = *self.synced.borrow_and_update();
         let mut still = std::mem::take(&mut ctx.confirm_dirty);
+        let mut confirmed = 0;
         still.retain(|id| match self.channels.get_mut(*id) {
-            Some(ch) => ch.flush_confirms(&mut self.out, synced),
+            Some(ch) => ch.flush_confirms(&mut self.out, synced, &mut confirmed),
             None => false,
         });
         ctx.confirm_dirty = still;
+        ctx.stats.add(Counter::Confirm, confirmed);
+        ctx.stats.flush(&ctx.broker.stats);
     }
 
     fn waiting_for_sync(&self) -> bool {
@@ -776,6 +791,16 @@ impl Connection {
         match ev {
             ConnEvent::Deliver { consumer, msgs } => {
                 consumer.release_in_flight(msgs.len());
+                if let Some(ctx) = self.ctx.as_mut() {
+                    let kind = if consumer.no_ack {
+                        Counter::DeliverNoAck
+                    } else {
+                        Counter::Deliver
+                    };
+                    ctx.stats.add(kind, msgs.len() as u64);
+                    let again = msgs.iter().filter(|m| m.redelivered).count();
+                    ctx.stats.add(Counter::Redeliver, again as u64);
+                }
                 match self.channels.get_mut(consumer.channel) {
                     Some(ch) if self.phase == Phase::Running => {
                         ch.deliver(consumer, msgs, &mut self.out)
