@@ -5,16 +5,19 @@ Two modes:
 * ``AMQP_URL`` set: use that (already running) broker, e.g. a RabbitMQ used
   to validate the suite itself.  Tests that must start their own broker are
   skipped in this mode.  Its management HTTP API is at ``MANAGEMENT_URL``
-  (default: ``http://<AMQP host>:15672``).
+  (default: ``http://<AMQP host>:15672``), its Prometheus endpoint at
+  ``PROMETHEUS_URL`` (default: ``http://<AMQP host>:15692``).
 * otherwise: start the Warren binary named by ``WARREN_BIN`` (default
   ``target/debug/warren`` in the repository root) as
 
       WARREN_BIN serve --bind 127.0.0.1 --amqp-port PORT --data-dir DIR \
-          --management-port MPORT
+          --management-port MPORT --prometheus-port PPORT
 
   on free ephemeral ports, wait until the AMQP port accepts TCP connections
   and stop it with SIGTERM (SIGKILL after 10 s) afterwards.  The management
-  API is then at ``http://127.0.0.1:MPORT`` (``Broker.mgmt_url``).
+  API is then at ``http://127.0.0.1:MPORT`` (``Broker.mgmt_url``), the
+  Prometheus endpoint (``/metrics``) at ``http://127.0.0.1:PPORT``
+  (``Broker.prometheus_url``).
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class Broker:
     external: bool = False
     # base URL of the management HTTP API, e.g. http://127.0.0.1:15672
     mgmt_url: Optional[str] = None
+    # base URL of the Prometheus endpoint, e.g. http://127.0.0.1:15692
+    prometheus_url: Optional[str] = None
 
 
 def external_url() -> Optional[str]:
@@ -73,6 +78,15 @@ def external_mgmt_url(amqp_host: str) -> str:
         return url.rstrip("/")
     host = f"[{amqp_host}]" if ":" in amqp_host else amqp_host
     return f"http://{host}:15672"
+
+
+def external_prometheus_url(amqp_host: str) -> str:
+    """PROMETHEUS_URL, or the AMQP_URL broker's host on rabbitmq_prometheus's port 15692."""
+    url = os.environ.get("PROMETHEUS_URL", "").strip()
+    if url:
+        return url.rstrip("/")
+    host = f"[{amqp_host}]" if ":" in amqp_host else amqp_host
+    return f"http://{host}:15692"
 
 
 def broker_from_url(url: str) -> Broker:
@@ -91,6 +105,7 @@ def broker_from_url(url: str) -> Broker:
         vhost=vhost,
         external=True,
         mgmt_url=external_mgmt_url(host),
+        prometheus_url=external_prometheus_url(host),
     )
 
 
@@ -145,12 +160,13 @@ def _tail(path: Path, limit: int = 4000) -> str:
 
 
 class WarrenProcess:
-    """One Warren server process with its own data dir and ports (AMQP and
-    management HTTP)."""
+    """One Warren server process with its own data dir and ports (AMQP,
+    management HTTP and Prometheus HTTP)."""
 
     def __init__(self, binary: Path, data_dir: Path, port: Optional[int] = None,
                  host: str = LOOPBACK, log_path: Optional[Path] = None,
-                 mgmt_port: Optional[int] = None, bind: Optional[str] = None):
+                 mgmt_port: Optional[int] = None, bind: Optional[str] = None,
+                 prometheus_port: Optional[int] = None):
         self.binary = binary
         self.data_dir = Path(data_dir)
         self.host = host
@@ -161,6 +177,9 @@ class WarrenProcess:
         self.mgmt_port = mgmt_port or free_port(host)
         while self.mgmt_port == self.port:
             self.mgmt_port = free_port(host)
+        self.prometheus_port = prometheus_port or free_port(host)
+        while self.prometheus_port in (self.port, self.mgmt_port):
+            self.prometheus_port = free_port(host)
         self.log_path = log_path or self.data_dir.parent / f"warren-{self.port}.log"
         self.proc: Optional[subprocess.Popen] = None
 
@@ -173,13 +192,19 @@ class WarrenProcess:
         return f"http://{self.host}:{self.mgmt_port}"
 
     @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.host}:{self.prometheus_port}"
+
+    @property
     def broker(self) -> Broker:
-        return Broker(host=self.host, port=self.port, url=self.url, mgmt_url=self.mgmt_url)
+        return Broker(host=self.host, port=self.port, url=self.url, mgmt_url=self.mgmt_url,
+                      prometheus_url=self.prometheus_url)
 
     def command(self) -> list[str]:
         return [str(self.binary), "serve", "--bind", self.bind,
                 "--amqp-port", str(self.port), "--data-dir", str(self.data_dir),
-                "--management-port", str(self.mgmt_port)]
+                "--management-port", str(self.mgmt_port),
+                "--prometheus-port", str(self.prometheus_port)]
 
     def start(self, timeout: float = START_TIMEOUT) -> "WarrenProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -225,7 +250,8 @@ class WarrenProcess:
         """Stop and start again on the same ports with the same data dir."""
         self.stop()
         deadline = time.monotonic() + timeout
-        while (not (port_is_free(self.host, self.port) and port_is_free(self.host, self.mgmt_port))
+        while (not all(port_is_free(self.host, p)
+                       for p in (self.port, self.mgmt_port, self.prometheus_port))
                and time.monotonic() < deadline):
             time.sleep(0.1)
         return self.start(timeout)
@@ -244,12 +270,14 @@ class BrokerFactory:
         self.processes: list[WarrenProcess] = []
 
     def start(self, data_dir: Optional[Path] = None, port: Optional[int] = None,
-              mgmt_port: Optional[int] = None, bind: Optional[str] = None) -> WarrenProcess:
+              mgmt_port: Optional[int] = None, bind: Optional[str] = None,
+              prometheus_port: Optional[int] = None) -> WarrenProcess:
         """``bind``: the address to listen on (default: 127.0.0.1, also the
         address the suite connects to)."""
         if data_dir is None:
             data_dir = Path(tempfile.mkdtemp(prefix="data-", dir=self.base_dir))
-        proc = WarrenProcess(self.binary, data_dir, port=port, mgmt_port=mgmt_port, bind=bind)
+        proc = WarrenProcess(self.binary, data_dir, port=port, mgmt_port=mgmt_port, bind=bind,
+                             prometheus_port=prometheus_port)
         self.processes.append(proc)
         return proc.start()
 

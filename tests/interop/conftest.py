@@ -5,7 +5,8 @@ the one named by ``AMQP_URL`` if set, otherwise a Warren server started from
 ``WARREN_BIN`` (see brokerctl.py).  ``broker_factory`` starts extra, fresh
 Warren servers for tests that need one of their own (skipped in AMQP_URL
 mode).  ``mgmt``, ``vhost``, ``user`` and ``connect_as`` are for the
-management API and access-control tests (see below).
+management API and access-control tests (see below); ``prometheus`` scrapes
+the broker's Prometheus endpoint.
 """
 
 from __future__ import annotations
@@ -269,3 +270,55 @@ def connect_as(pika_connect):
                             virtual_host=vhost, **overrides)
 
     return connect
+
+
+# --- Prometheus endpoint ------------------------------------------------------------
+#
+# ``prometheus`` is a client of the broker's Prometheus endpoint
+# (``broker.prometheus_url``: Warren's --prometheus-port, or RabbitMQ's
+# rabbitmq_prometheus plugin): ``prometheus.get("/metrics")`` returns
+# ``(status, headers, text)``, without authentication, as Prometheus scrapes.
+
+PROMETHEUS_WAIT = 5.0  # seconds the Prometheus listener may lag behind the AMQP port
+
+
+class PrometheusEndpoint:
+    def __init__(self, base_url: str, timeout: float = 15):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def get(self, path: str = "/metrics"):
+        """``(status, headers, text)``; 4xx/5xx are returned, not raised."""
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(self.base_url + path, method="GET")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                status, headers, raw = resp.status, resp.headers, resp.read()
+        except urllib.error.HTTPError as err:
+            status, headers, raw = err.code, err.headers, err.read()
+        return status, headers, raw.decode("utf-8", "replace")
+
+
+@pytest.fixture(scope="session")
+def prometheus(broker):
+    import time
+    import urllib.error
+
+    if not broker.prometheus_url:
+        pytest.skip("no Prometheus endpoint URL for this broker")
+    endpoint = PrometheusEndpoint(broker.prometheus_url)
+    deadline = time.monotonic() + max(PROMETHEUS_WAIT,
+                                      0 if broker.external else brokerctl.START_TIMEOUT)
+    while True:
+        try:
+            endpoint.get("/metrics")
+            return endpoint
+        except (OSError, urllib.error.URLError) as exc:
+            if time.monotonic() >= deadline:
+                msg = f"Prometheus endpoint at {broker.prometheus_url} not reachable: {exc}"
+                if broker.external:
+                    pytest.skip(msg + " (set PROMETHEUS_URL)")
+                pytest.fail(msg, pytrace=False)
+            time.sleep(0.2)

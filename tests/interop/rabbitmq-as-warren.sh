@@ -4,7 +4,8 @@
 # It accepts the command line the suite uses for Warren,
 #
 #     rabbitmq-as-warren.sh serve --bind HOST --amqp-port PORT --data-dir DIR \
-#         [--management-port MPORT [--management-bind MHOST]]
+#         [--management-port MPORT [--management-bind MHOST]] \
+#         [--prometheus-port PPORT [--prometheus-bind PHOST]]
 #
 # so every WARREN_BIN code path of the suite (broker startup and shutdown,
 # fresh brokers, restarts, the article test in its private network
@@ -18,17 +19,20 @@
 #
 # With --management-port the rabbitmq_management plugin is enabled and its
 # HTTP listener put on MHOST:MPORT (MHOST defaults to HOST); without it the
-# node runs without plugins, as before.  Either way the node reads only the
-# rabbitmq.conf written into DIR (never /etc/rabbitmq/rabbitmq.conf).
+# node runs without plugins, as before.  Likewise --prometheus-port enables
+# the rabbitmq_prometheus plugin with its listener on PHOST:PPORT (PHOST
+# defaults to HOST; PPORT 0 leaves it off, as for Warren), beside management
+# when both are given.  Either way the node reads only the rabbitmq.conf
+# written into DIR (never /etc/rabbitmq/rabbitmq.conf).
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 serve --bind HOST --amqp-port PORT --data-dir DIR [--management-port PORT] [--management-bind HOST]" >&2
+    echo "usage: $0 serve --bind HOST --amqp-port PORT --data-dir DIR [--management-port PORT] [--management-bind HOST] [--prometheus-port PORT] [--prometheus-bind HOST]" >&2
     exit 2
 }
 [ "${1:-}" = serve ] || usage
 shift
-host=127.0.0.1 port=5672 dir= mgmt_port= mgmt_host=
+host=127.0.0.1 port=5672 dir= mgmt_port= mgmt_host= prom_port= prom_host=
 while [ $# -gt 0 ]; do
     [ $# -ge 2 ] || usage
     case "$1" in
@@ -37,6 +41,8 @@ while [ $# -gt 0 ]; do
         --data-dir) dir=$2; shift 2 ;;
         --management-port) mgmt_port=$2; shift 2 ;;
         --management-bind) mgmt_host=$2; shift 2 ;;
+        --prometheus-port) prom_port=$2; shift 2 ;;
+        --prometheus-bind) prom_host=$2; shift 2 ;;
         *) usage ;;
     esac
 done
@@ -44,18 +50,27 @@ done
 mkdir -p "$dir/mnesia" "$dir/log"
 dir="$(cd "$dir" && pwd)"
 # Both files are rewritten on every start, so a restart (same data dir) with
-# or without --management-port gets what its command line asks for.
+# or without --management-port / --prometheus-port gets what its command line
+# asks for.
+[ "$prom_port" = 0 ] && prom_port=
+plugins=
+: > "$dir/rabbitmq.conf"
 if [ -n "$mgmt_port" ]; then
-    echo '[rabbitmq_management].' > "$dir/enabled_plugins"
+    plugins=rabbitmq_management
     # new-style (sysctl) format; 3.10 takes the path with its .conf extension
-    cat > "$dir/rabbitmq.conf" <<CONF
+    cat >> "$dir/rabbitmq.conf" <<CONF
 management.tcp.port = $mgmt_port
 management.tcp.ip = ${mgmt_host:-$host}
 CONF
-else
-    echo '[].' > "$dir/enabled_plugins"
-    : > "$dir/rabbitmq.conf"
 fi
+if [ -n "$prom_port" ]; then
+    plugins="${plugins:+$plugins,}rabbitmq_prometheus"
+    cat >> "$dir/rabbitmq.conf" <<CONF
+prometheus.tcp.port = $prom_port
+prometheus.tcp.ip = ${prom_host:-$host}
+CONF
+fi
+echo "[$plugins]." > "$dir/enabled_plugins"
 
 # Erlang distribution port: any free one (the default, PORT+20000, may overflow).
 dist_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

@@ -13,6 +13,7 @@
 //! - `connections`: `/api/connections`;
 //! - `channels`: channels and consumers, as their connections describe them;
 //! - `policies`: policies and operator policies;
+//! - `prometheus`: the Prometheus metrics, on their own listener;
 //! - `topology`: exchanges, queues and bindings;
 //! - `messages`: basic.get and publish over HTTP;
 //! - `health`: the aliveness test and health checks;
@@ -32,6 +33,7 @@ mod messages;
 mod nodes;
 mod overview;
 mod policies;
+mod prometheus;
 mod tenants;
 mod topology;
 mod ui;
@@ -48,6 +50,7 @@ use tracing::warn;
 use warren_server::Broker;
 
 pub use definitions::{export as export_definitions, import as import_definitions};
+pub use prometheus::serve as serve_prometheus;
 
 /// The largest request body accepted (definitions imports are the big
 /// ones).
@@ -66,7 +69,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(broker: Arc<Broker>, amqp: SocketAddr, management: SocketAddr) -> Self {
-        let node_name = format!("warren@{}", hostname());
+        let node_name = node_name();
         let listener = |protocol: &str, addr: SocketAddr| {
             serde_json::json!({
                 "node": node_name,
@@ -84,6 +87,11 @@ impl AppState {
             management_port: management.port(),
         }
     }
+}
+
+/// `warren@host`, where RabbitMQ says `rabbit@host`.
+pub(crate) fn node_name() -> String {
+    format!("warren@{}", hostname())
 }
 
 fn hostname() -> String {

@@ -170,8 +170,42 @@ pub fn listing(mut items: Vec<Value>, q: &ListQuery) -> ApiResult<Response> {
     if q.sort_reverse.as_deref() == Some("true") {
         items.reverse();
     }
+    paged(items, q, |v| v["name"].as_str(), |v| v)
+}
+
+/// [`listing`] for objects whose JSON costs a visit (a queue's lock): when
+/// a page is asked for in name order (the default), only the page's items
+/// are built; otherwise every item is, and listed as [`listing`] does.
+/// `items` come in name order.
+pub fn listing_lazy<T>(
+    items: Vec<T>,
+    q: &ListQuery,
+    name: impl Fn(&T) -> &str,
+    build: impl FnMut(T) -> Value,
+) -> ApiResult<Response> {
+    let sort = q.sort.as_deref().filter(|s| !s.is_empty());
+    if q.page.is_none() || sort.is_some_and(|s| s != "name") {
+        return listing(items.into_iter().map(build).collect(), q);
+    }
+    let mut items = items;
+    if sort.is_some() {
+        items.sort_by(|a, b| name(a).cmp(name(b)));
+    }
+    if q.sort_reverse.as_deref() == Some("true") {
+        items.reverse();
+    }
+    paged(items, q, |i| Some(name(i)), build)
+}
+
+/// The name filter and the page, building only the items returned.
+fn paged<T>(
+    mut items: Vec<T>,
+    q: &ListQuery,
+    name: impl Fn(&T) -> Option<&str>,
+    mut build: impl FnMut(T) -> Value,
+) -> ApiResult<Response> {
     let Some(page) = &q.page else {
-        let items: Vec<Value> = items.into_iter().map(|i| q.columns_of(i)).collect();
+        let items: Vec<Value> = items.into_iter().map(|i| q.columns_of(build(i))).collect();
         return Ok(Json(Value::Array(items)).into_response());
     };
     let page: i64 = page.parse().map_err(|_| unparsable())?;
@@ -187,20 +221,16 @@ pub fn listing(mut items: Vec<Value>, q: &ListQuery) -> ApiResult<Response> {
         ));
     }
     let total = items.len();
-    if let Some(name) = q.name.as_deref().filter(|n| !n.is_empty()) {
+    if let Some(wanted) = q.name.as_deref().filter(|n| !n.is_empty()) {
         if q.use_regex.as_deref() == Some("true") {
-            let re = regex::RegexBuilder::new(name)
+            let re = regex::RegexBuilder::new(wanted)
                 .case_insensitive(true)
                 .build()
                 .map_err(|_| unparsable())?;
-            items.retain(|i| i["name"].as_str().is_some_and(|n| re.is_match(n)));
+            items.retain(|i| name(i).is_some_and(|n| re.is_match(n)));
         } else {
-            let needle = name.to_lowercase();
-            items.retain(|i| {
-                i["name"]
-                    .as_str()
-                    .is_some_and(|n| n.to_lowercase().contains(&needle))
-            });
+            let needle = wanted.to_lowercase();
+            items.retain(|i| name(i).is_some_and(|n| n.to_lowercase().contains(&needle)));
         }
     }
     let filtered = items.len();
@@ -217,7 +247,7 @@ pub fn listing(mut items: Vec<Value>, q: &ListQuery) -> ApiResult<Response> {
         .into_iter()
         .skip(start)
         .take(page_size as usize)
-        .map(|i| q.columns_of(i))
+        .map(|i| q.columns_of(build(i)))
         .collect();
     Ok(Json(json!({
         "filtered_count": filtered,

@@ -19,13 +19,13 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The soft open-files limit of this process.
-fn fd_total() -> Option<u64> {
+pub(crate) fn fd_total() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-fn fd_used() -> Option<u64> {
+pub(crate) fn fd_used() -> Option<u64> {
     Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
 }
 

@@ -5,7 +5,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use warren_server::stats::{Counter, MessageStats};
+use warren_server::stats::{Churn, Counter, MessageStats};
 
 use crate::auth::Caller;
 use crate::AppState;
@@ -29,7 +29,12 @@ pub fn message_stats(stats: &MessageStats) -> Value {
         out.insert(name.to_string(), json!(total));
         out.insert(format!("{name}_details"), json!({"rate": round(rate)}));
     };
-    for c in Counter::ALL {
+    // `routed` and `received_confirm` are Prometheus series, not keys of
+    // message_stats.
+    for c in Counter::ALL
+        .into_iter()
+        .filter(|&c| !matches!(c, Counter::Routed | Counter::ReceivedConfirm))
+    {
         put(c.name(), totals[c as usize], rates[c as usize]);
     }
     let sum = |f: &dyn Fn(Counter) -> f64| {
@@ -48,6 +53,25 @@ pub fn message_stats(stats: &MessageStats) -> Value {
         sum(&|c| totals[c as usize] as f64) as u64,
         sum(&|c| rates[c as usize]),
     );
+    Value::Object(out)
+}
+
+/// Objects opened and closed since start, with RabbitMQ's keys (the rates
+/// are not sampled: 0).
+fn churn_rates(c: &Churn) -> Value {
+    let mut out = serde_json::Map::new();
+    for (name, counter) in [
+        ("connection_created", &c.connections_opened),
+        ("connection_closed", &c.connections_closed),
+        ("channel_created", &c.channels_opened),
+        ("channel_closed", &c.channels_closed),
+        ("queue_declared", &c.queues_declared),
+        ("queue_created", &c.queues_created),
+        ("queue_deleted", &c.queues_deleted),
+    ] {
+        out.insert(name.to_string(), json!(Churn::read(counter)));
+        out.insert(format!("{name}_details"), json!({"rate": 0.0}));
+    }
     Value::Object(out)
 }
 
@@ -88,7 +112,7 @@ async fn overview(State(state): State<AppState>, caller: Caller) -> Json<Value> 
         "disable_stats": false,
         "enable_queue_totals": false,
         "message_stats": message_stats(&b.stats),
-        "churn_rates": {},
+        "churn_rates": churn_rates(&b.churn),
         "queue_totals": {
             "messages": totals.ready + totals.unacked,
             "messages_ready": totals.ready,

@@ -19,7 +19,7 @@ use warren_server::{QueueCell, VHost};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{created_or_updated, json_to_table, loose_bool, table_to_json, Body};
-use crate::listing::{listing, ListQuery};
+use crate::listing::{listing, listing_lazy, ListQuery};
 use crate::policies::definition_json;
 use crate::AppState;
 
@@ -310,11 +310,30 @@ fn queue_json(state: &AppState, vhost: &str, q: &QueueCell) -> Value {
     })
 }
 
-fn queues_of(state: &AppState, vhost: &str, topo: &VHost) -> Vec<Value> {
-    let cells: Vec<Arc<QueueCell>> = topo.read().queues().map(|(_, q)| Arc::clone(q)).collect();
-    let mut list: Vec<Value> = cells.iter().map(|q| queue_json(state, vhost, q)).collect();
-    list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    list
+/// A vhost's queues in name order, not yet visited.
+fn queues_of(vhost: &str, topo: &VHost) -> Vec<(String, Arc<QueueCell>)> {
+    let mut cells: Vec<(String, Arc<QueueCell>)> = topo
+        .read()
+        .queues()
+        .map(|(_, q)| (vhost.to_string(), Arc::clone(q)))
+        .collect();
+    cells.sort_by(|a, b| a.1.name().cmp(b.1.name()));
+    cells
+}
+
+/// Queues listed: only a page's queues are visited when a page is asked
+/// for in name order.
+fn list_queues(
+    state: &AppState,
+    cells: Vec<(String, Arc<QueueCell>)>,
+    q: &ListQuery,
+) -> ApiResult<Response> {
+    listing_lazy(
+        cells,
+        q,
+        |(_, cell)| cell.name(),
+        |(vhost, cell)| queue_json(state, &vhost, &cell),
+    )
 }
 
 async fn all_queues(
@@ -325,10 +344,10 @@ async fn all_queues(
     let mut all = Vec::new();
     for v in visible_vhosts(&state, &caller) {
         if let Some(topo) = state.broker.vhost(&v) {
-            all.extend(queues_of(&state, &v, &topo));
+            all.extend(queues_of(&v, &topo));
         }
     }
-    listing(all, &q)
+    list_queues(&state, all, &q)
 }
 
 async fn vhost_queues(
@@ -338,7 +357,7 @@ async fn vhost_queues(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
     let topo = topology(&state, &caller, &vhost)?;
-    listing(queues_of(&state, &vhost, &topo), &q)
+    list_queues(&state, queues_of(&vhost, &topo), &q)
 }
 
 async fn get_queue(

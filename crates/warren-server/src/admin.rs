@@ -77,6 +77,7 @@ impl Broker {
         arguments: FieldTable,
     ) -> Result<bool, AmqpError> {
         let topo = self.topology(vhost)?;
+        crate::stats::Churn::bump(&self.churn.queues_declared, 1);
         validate_queue_args(name, vhost, durable, false, auto_delete, &arguments)?;
         let wanted = warren_protocol::QueueDeclare {
             ticket: 0,

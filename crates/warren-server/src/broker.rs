@@ -33,7 +33,7 @@ use crate::definitions::{Definitions, DefinitionsFile};
 use crate::persist::DefinitionRecords;
 use crate::queue::{Home, QueueCell, QueueSpec};
 use crate::resources::{spawn_monitor, Alarms};
-use crate::stats::MessageStats;
+use crate::stats::{Churn, MessageStats, QueueGauges};
 use crate::ServerConfig;
 
 /// A virtual host's topology behind a read-write lock: publishes take it for
@@ -96,6 +96,10 @@ pub struct Broker {
     pub started: std::time::Instant,
     /// Message counters, sampled once a second for rates.
     pub stats: MessageStats,
+    /// Connections, channels and queues opened and closed.
+    pub churn: Churn,
+    /// Each vhost's queue totals.
+    pub(crate) gauges: RwLock<HashMap<String, Arc<QueueGauges>>>,
 }
 
 impl Broker {
@@ -175,6 +179,8 @@ impl Broker {
             alarms,
             started: std::time::Instant::now(),
             stats: MessageStats::default(),
+            churn: Churn::default(),
+            gauges: RwLock::new(HashMap::new()),
             config,
             vhosts: RwLock::new(vhosts),
             access: RwLock::new(access),
@@ -227,7 +233,16 @@ impl Broker {
                 .map(Arc::downgrade)
                 .unwrap_or_default(),
             vhost_name: name.to_string(),
+            gauges: self.gauges_of(name),
         }
+    }
+
+    /// A vhost's queue totals.
+    pub fn gauges_of(&self, vhost: &str) -> Arc<QueueGauges> {
+        if let Some(g) = self.gauges.read().get(vhost) {
+            return Arc::clone(g);
+        }
+        Arc::clone(self.gauges.write().entry(vhost.to_string()).or_default())
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
@@ -285,6 +300,7 @@ impl Broker {
             None => by_priority(levels, || Ok(Box::<MemoryStore>::default()))?,
         };
         let cell = QueueCell::with_store(spec, store);
+        Churn::bump(&self.churn.queues_created, 1);
         cell.set_policies(self.queue_policies(vhost, cell.name(), cell.kind()));
         Ok(cell)
     }

@@ -62,6 +62,7 @@ pub fn delete_queue(
         }
     }
     topo.remove_queue(name);
+    crate::stats::Churn::bump(&broker.churn.queues_deleted, 1);
     broker.persist(vhost_name, &mut topo);
     drop(topo);
     let mut fx = Effects::default();

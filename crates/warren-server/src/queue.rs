@@ -43,6 +43,7 @@ use warren_protocol::FieldTable;
 
 use crate::broker::{Broker, VHost};
 use crate::connection::ConnEvent;
+use crate::stats::{QueueFigures, QueueGauges};
 
 /// Deliveries handed to a connection but not yet written into its socket
 /// buffer, per consumer. Bounds what a slow no-ack consumer can pile up.
@@ -97,10 +98,14 @@ pub struct Home {
     pub broker: Weak<Broker>,
     pub vhost: Weak<VHost>,
     pub vhost_name: String,
+    /// The vhost's queue totals, which the queue keeps up to date.
+    pub gauges: Arc<QueueGauges>,
 }
 
 pub struct QueueCell {
     pub spec: QueueSpec,
+    /// Classic or quorum, from the arguments.
+    kind: QueueKind,
     home: OnceLock<Home>,
     state: Mutex<QueueInner>,
 }
@@ -109,7 +114,7 @@ pub struct QueueCell {
 /// (acks, delivery marks), so nothing stays staged between holds.
 pub struct QueueGuard<'a> {
     inner: MutexGuard<'a, QueueInner>,
-    name: &'a str,
+    cell: &'a QueueCell,
 }
 
 impl Deref for QueueGuard<'_> {
@@ -127,10 +132,22 @@ impl DerefMut for QueueGuard<'_> {
 
 impl Drop for QueueGuard<'_> {
     fn drop(&mut self) {
-        if !self.inner.deleted {
-            if let Err(err) = self.inner.queue.flush() {
-                error!(queue = %self.name, %err, "cannot write to the queue's store");
+        let inner = &mut *self.inner;
+        let now = if inner.deleted {
+            QueueFigures::default()
+        } else {
+            if let Err(err) = inner.queue.flush() {
+                error!(queue = %self.cell.spec.name, %err, "cannot write to the queue's store");
             }
+            QueueFigures {
+                ready: inner.queue.ready_count() as i64,
+                unacked: inner.queue.unacked_count() as i64,
+                consumers: inner.queue.consumer_count() as i64,
+                ready_bytes: inner.queue.ready_bytes() as i64,
+            }
+        };
+        if let Some(home) = self.cell.home.get() {
+            home.gauges.report(&mut inner.reported, now);
         }
     }
 }
@@ -198,6 +215,8 @@ pub struct QueueInner {
     armed: Option<u64>,
     /// The policy and operator policy that apply to the queue.
     pub policies: Applied,
+    /// What the queue last added to its vhost's totals.
+    reported: QueueFigures,
 }
 
 /// Effects carried out once the queue lock is released.
@@ -344,6 +363,7 @@ impl QueueCell {
     pub fn with_store(spec: QueueSpec, store: Box<dyn MessageStore>) -> Arc<Self> {
         let config = QueueConfig::from_arguments(&spec.name, &spec.arguments);
         Arc::new(QueueCell {
+            kind: config.kind,
             spec,
             home: OnceLock::new(),
             state: Mutex::new(QueueInner {
@@ -353,6 +373,7 @@ impl QueueCell {
                 fx: Effects::default(),
                 armed: None,
                 policies: Applied::default(),
+                reported: QueueFigures::default(),
             }),
         })
     }
@@ -371,13 +392,9 @@ impl QueueCell {
         });
     }
 
-    /// Its type, as policies tell queues apart.
+    /// Its type, as policies and metrics tell queues apart.
     pub fn kind(&self) -> QueueKind {
-        if self.is_quorum() {
-            QueueKind::Quorum
-        } else {
-            QueueKind::Classic
-        }
+        self.kind
     }
 
     /// Tells the queue where it lives (once, right after it is created or
@@ -393,20 +410,14 @@ impl QueueCell {
 
     /// Whether it was declared with `x-queue-type` quorum.
     pub fn is_quorum(&self) -> bool {
-        matches!(
-            self.spec
-                .arguments
-                .get("x-queue-type")
-                .and_then(warren_protocol::FieldValue::as_bytes),
-            Some(b"quorum")
-        )
+        self.kind == QueueKind::Quorum
     }
 
     /// Takes the queue's lock.
     pub fn lock(&self) -> QueueGuard<'_> {
         QueueGuard {
             inner: self.state.lock(),
-            name: &self.spec.name,
+            cell: self,
         }
     }
 

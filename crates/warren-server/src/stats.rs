@@ -8,10 +8,11 @@
 //! over the last five seconds as RabbitMQ's are.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use warren_core::queue::QueueKind;
 
 /// What is counted, with the names RabbitMQ's `message_stats` use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,10 +40,14 @@ pub enum Counter {
     Redeliver,
     /// Messages acknowledged.
     Ack,
+    /// Publishes routed, once per queue reached.
+    Routed,
+    /// Publishes on channels in confirm mode.
+    ReceivedConfirm,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 11] = [
+    pub const ALL: [Counter; 13] = [
         Counter::Publish,
         Counter::Confirm,
         Counter::ReturnUnroutable,
@@ -54,6 +59,8 @@ impl Counter {
         Counter::GetEmpty,
         Counter::Redeliver,
         Counter::Ack,
+        Counter::Routed,
+        Counter::ReceivedConfirm,
     ];
 
     /// The key in `message_stats`.
@@ -70,25 +77,50 @@ impl Counter {
             Counter::GetEmpty => "get_empty",
             Counter::Redeliver => "redeliver",
             Counter::Ack => "ack",
+            Counter::Routed => "routed",
+            Counter::ReceivedConfirm => "received_confirm",
         }
     }
 }
 
 const N: usize = Counter::ALL.len();
 
-/// Totals since the broker started.
+/// The queue types counted apart (delivery-side counters are kept per
+/// type, as rabbitmq_prometheus labels them; the others count as classic).
+const KINDS: usize = 2;
+
+fn slot(c: Counter, kind: QueueKind) -> usize {
+    c as usize * KINDS + usize::from(kind == QueueKind::Quorum)
+}
+
+/// Totals since the broker started, whatever the queue type.
 pub type Totals = [u64; N];
 
 /// A connection's counts not yet added to the broker's.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LocalStats {
-    counts: [u64; N],
+    counts: [u64; N * KINDS],
     dirty: bool,
 }
 
+impl Default for LocalStats {
+    fn default() -> Self {
+        LocalStats {
+            counts: [0; N * KINDS],
+            dirty: false,
+        }
+    }
+}
+
 impl LocalStats {
+    /// Counts `n` of something not tied to a queue (publishes, confirms).
     pub fn add(&mut self, c: Counter, n: u64) {
-        self.counts[c as usize] += n;
+        self.add_for(c, QueueKind::Classic, n);
+    }
+
+    /// Counts `n` of something a queue of this type did.
+    pub fn add_for(&mut self, c: Counter, kind: QueueKind, n: u64) {
+        self.counts[slot(c, kind)] += n;
         self.dirty = true;
     }
 
@@ -107,13 +139,102 @@ impl LocalStats {
     }
 }
 
+/// Objects opened and closed (RabbitMQ's churn), counted where they
+/// happen: these are rare next to messages, so a shared atomic each is
+/// cheap.
+#[derive(Debug, Default)]
+pub struct Churn {
+    pub connections_opened: AtomicU64,
+    pub connections_closed: AtomicU64,
+    pub channels_opened: AtomicU64,
+    pub channels_closed: AtomicU64,
+    /// queue.declare calls (passive ones and redeclares included).
+    pub queues_declared: AtomicU64,
+    pub queues_created: AtomicU64,
+    pub queues_deleted: AtomicU64,
+    /// Channels that have published (RabbitMQ's publishers), open now.
+    pub publishers: AtomicU64,
+}
+
+impl Churn {
+    pub fn bump(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn read(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    pub fn drop_one(counter: &AtomicU64) {
+        let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+}
+
+/// A vhost's queue totals, kept as queues change: each queue reports the
+/// difference since its last report when its lock is released, so no
+/// request needs to visit every queue to sum them.
+#[derive(Debug, Default)]
+pub struct QueueGauges {
+    ready: AtomicI64,
+    unacked: AtomicI64,
+    consumers: AtomicI64,
+    ready_bytes: AtomicI64,
+}
+
+/// What one queue last reported.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueueFigures {
+    pub ready: i64,
+    pub unacked: i64,
+    pub consumers: i64,
+    pub ready_bytes: i64,
+}
+
+impl QueueGauges {
+    /// Moves the totals from what a queue reported last to `now`.
+    pub fn report(&self, last: &mut QueueFigures, now: QueueFigures) {
+        if *last == now {
+            return;
+        }
+        for (total, old, new) in [
+            (&self.ready, last.ready, now.ready),
+            (&self.unacked, last.unacked, now.unacked),
+            (&self.consumers, last.consumers, now.consumers),
+            (&self.ready_bytes, last.ready_bytes, now.ready_bytes),
+        ] {
+            if old != new {
+                total.fetch_add(new - old, Ordering::Relaxed);
+            }
+        }
+        *last = now;
+    }
+
+    /// (ready, unacked, consumers) over the vhost's queues.
+    pub fn read(&self) -> (u64, u64, u64) {
+        (
+            Self::get(&self.ready),
+            Self::get(&self.unacked),
+            Self::get(&self.consumers),
+        )
+    }
+
+    /// Body bytes of the vhost's ready messages.
+    pub fn ready_bytes(&self) -> u64 {
+        Self::get(&self.ready_bytes)
+    }
+
+    fn get(a: &AtomicI64) -> u64 {
+        a.load(Ordering::Relaxed).max(0) as u64
+    }
+}
+
 /// How far back rates look.
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 
 /// The broker's message counters and their recent samples.
 #[derive(Debug)]
 pub struct MessageStats {
-    totals: [AtomicU64; N],
+    totals: [AtomicU64; N * KINDS],
     samples: Mutex<VecDeque<(Instant, Totals)>>,
 }
 
@@ -128,11 +249,17 @@ impl Default for MessageStats {
 
 impl MessageStats {
     pub fn totals(&self) -> Totals {
-        std::array::from_fn(|i| self.totals[i].load(Ordering::Relaxed))
+        std::array::from_fn(|i| self.get(Counter::ALL[i]))
     }
 
+    /// A counter over every queue type.
     pub fn get(&self, c: Counter) -> u64 {
-        self.totals[c as usize].load(Ordering::Relaxed)
+        self.get_for(c, QueueKind::Classic) + self.get_for(c, QueueKind::Quorum)
+    }
+
+    /// A counter of one queue type.
+    pub fn get_for(&self, c: Counter, kind: QueueKind) -> u64 {
+        self.totals[slot(c, kind)].load(Ordering::Relaxed)
     }
 
     /// Records the totals as of `now` (called once a second).

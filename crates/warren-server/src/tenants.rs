@@ -117,6 +117,7 @@ impl Broker {
             return false;
         };
         self.policies.write().remove_vhost(name);
+        self.gauges.write().remove(name);
         self.change_access(|ac| ac.delete_vhost(name));
         self.connections.close_where(
             |c| c.vhost == name,
@@ -131,6 +132,7 @@ impl Broker {
             topo.record_changes(false);
             topo.drain_queues()
         };
+        crate::stats::Churn::bump(&self.churn.queues_deleted, queues.len() as u64);
         for q in queues {
             let mut fx = Effects::default();
             let mut inner = q.lock();
@@ -216,17 +218,8 @@ pub struct Totals {
 impl Broker {
     /// Ready and unacknowledged messages in a vhost's queues.
     pub fn vhost_message_counts(&self, vhost: &str) -> (u64, u64) {
-        let Some(topo) = self.vhost(vhost) else {
-            return (0, 0);
-        };
-        let queues: Vec<_> = topo.read().queues().map(|(_, q)| Arc::clone(q)).collect();
-        queues.iter().fold((0, 0), |(r, u), q| {
-            let inner = q.lock();
-            (
-                r + inner.queue.ready_count() as u64,
-                u + inner.queue.unacked_count() as u64,
-            )
-        })
+        let (ready, unacked, _) = self.gauges_of(vhost).read();
+        (ready, unacked)
     }
 
     /// Totals over `vhosts`.
@@ -236,18 +229,15 @@ impl Broker {
             let Some(topo) = self.vhost(name) else {
                 continue;
             };
-            let queues: Vec<_> = {
+            {
                 let topo = topo.read();
                 t.exchanges += topo.exchanges().count() as u64;
-                topo.queues().map(|(_, q)| Arc::clone(q)).collect()
-            };
-            t.queues += queues.len() as u64;
-            for q in queues {
-                let inner = q.lock();
-                t.ready += inner.queue.ready_count() as u64;
-                t.unacked += inner.queue.unacked_count() as u64;
-                t.consumers += inner.queue.consumer_count() as u64;
+                t.queues += topo.queue_count() as u64;
             }
+            let (ready, unacked, consumers) = self.gauges_of(name).read();
+            t.ready += ready;
+            t.unacked += unacked;
+            t.consumers += consumers;
         }
         for c in self.connections.list() {
             if vhosts.contains(&c.vhost) {

@@ -144,14 +144,9 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
         };
         if args.management_port != 0 {
             let host = args.management_bind.as_deref().unwrap_or(&args.bind);
-            let addr = format!("{host}:{}", args.management_port);
-            let mgmt = match TcpListener::bind(&addr).await {
-                Ok(l) => l,
-                Err(err) => {
-                    error!(%addr, %err, "cannot listen for the management API");
-                    broker.shutdown();
-                    return std::process::ExitCode::FAILURE;
-                }
+            let Some(mgmt) = listen(host, args.management_port, "the management API").await else {
+                broker.shutdown();
+                return std::process::ExitCode::FAILURE;
             };
             let mgmt_addr = mgmt.local_addr().ok();
             let state = warren_management::AppState::new(
@@ -161,6 +156,19 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
             );
             info!(addr = ?mgmt_addr, "Warren management API listening");
             tokio::spawn(warren_management::serve(mgmt, state, stopped(stop_rx.clone())));
+        }
+        if args.prometheus_port != 0 {
+            let host = args.prometheus_bind.as_deref().unwrap_or(&args.bind);
+            let Some(prom) = listen(host, args.prometheus_port, "Prometheus").await else {
+                broker.shutdown();
+                return std::process::ExitCode::FAILURE;
+            };
+            info!(addr = ?prom.local_addr().ok(), "Warren Prometheus metrics listening");
+            tokio::spawn(warren_management::serve_prometheus(
+                prom,
+                Arc::clone(&broker),
+                stopped(stop_rx.clone()),
+            ));
         }
         tokio::spawn(async move {
             shutdown_signal().await;
@@ -192,5 +200,17 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Binds an HTTP listener, logging why it cannot.
+async fn listen(host: &str, port: u16, what: &str) -> Option<TcpListener> {
+    let addr = format!("{host}:{port}");
+    match TcpListener::bind(&addr).await {
+        Ok(l) => Some(l),
+        Err(err) => {
+            error!(%addr, %err, "cannot listen for {what}");
+            None
+        }
     }
 }

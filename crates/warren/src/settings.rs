@@ -13,6 +13,7 @@
 //! | memory alarm | `--vm-memory-high-watermark`, `--vm-memory-high-watermark-absolute` | `vm_memory_high_watermark.relative`, `vm_memory_high_watermark.absolute` |
 //! | disk alarm | `--disk-free-limit` | `disk_free_limit.absolute` |
 //! | management | `--management-port`, `--management-bind` | `management.tcp.port`, `management.tcp.ip` |
+//! | Prometheus | `--prometheus-port`, `--prometheus-bind` | `prometheus.tcp.port`, `prometheus.tcp.ip` |
 //! | definitions at start | `--load-definitions` | `load_definitions` |
 //! | first start | `--default-user`, `--default-pass`, `--default-vhost` | `default_user`, `default_pass`, `default_vhost`, `default_user_tags.TAG = true` |
 //! | loopback-only users | | `loopback_users.NAME = true/false`, or `loopback_users = "none"` |
@@ -67,6 +68,13 @@ pub struct ServeArgs {
     /// Address of the management listener [default: the AMQP address].
     #[arg(long)]
     pub management_bind: Option<String>,
+    /// Port of the Prometheus metrics (`/metrics`, `/metrics/per-object`),
+    /// 0 turns it off [default: 15692].
+    #[arg(long)]
+    pub prometheus_port: Option<u16>,
+    /// Address of the Prometheus listener [default: the AMQP address].
+    #[arg(long)]
+    pub prometheus_bind: Option<String>,
     /// A definitions file (RabbitMQ's JSON format) imported at start, as
     /// RabbitMQ's `load_definitions` does.
     #[arg(long)]
@@ -97,6 +105,8 @@ pub struct Settings {
     pub disk_free_limit: u64,
     pub management_port: u16,
     pub management_bind: Option<String>,
+    pub prometheus_port: u16,
+    pub prometheus_bind: Option<String>,
     pub load_definitions: Option<PathBuf>,
     pub default_user: String,
     pub default_pass: String,
@@ -275,6 +285,12 @@ impl Settings {
                 15672,
             ),
             management_bind: args.management_bind.or(file.string("management.tcp.ip")?),
+            prometheus_port: pick(
+                args.prometheus_port,
+                file.int("prometheus.tcp.port")?,
+                15692,
+            ),
+            prometheus_bind: args.prometheus_bind.or(file.string("prometheus.tcp.ip")?),
             load_definitions: args
                 .load_definitions
                 .or(file.string("load_definitions")?.map(PathBuf::from)),
@@ -338,8 +354,13 @@ mod tests {
     fn defaults_without_a_file() {
         let s = Settings::resolve(ServeArgs::default()).unwrap();
         assert_eq!(
-            (s.bind.as_str(), s.amqp_port, s.management_port),
-            ("127.0.0.1", 5672, 15672)
+            (
+                s.bind.as_str(),
+                s.amqp_port,
+                s.management_port,
+                s.prometheus_port
+            ),
+            ("127.0.0.1", 5672, 15672, 15692)
         );
         assert_eq!(s.default_user_tags, vec!["administrator"]);
         assert_eq!(s.loopback_users, vec!["guest"]);
@@ -350,6 +371,8 @@ mod tests {
         let text = r#"
             listeners.tcp.default = "0.0.0.0:5673"
             management.tcp.port = 15673
+            prometheus.tcp.port = 15693
+            prometheus.tcp.ip = "0.0.0.0"
             heartbeat = 30
             vm_memory_high_watermark.relative = 0.6
             disk_free_limit.absolute = 1000000
@@ -369,6 +392,10 @@ mod tests {
         .unwrap();
         assert_eq!((s.bind.as_str(), s.amqp_port), ("0.0.0.0", 5673));
         assert_eq!(s.management_port, 15673);
+        assert_eq!(
+            (s.prometheus_port, s.prometheus_bind.as_deref()),
+            (15693, Some("0.0.0.0"))
+        );
         assert_eq!(s.heartbeat, 10, "the flag wins");
         assert_eq!(s.vm_memory_high_watermark, 0.6);
         assert_eq!(s.disk_free_limit, 1_000_000);

@@ -102,6 +102,8 @@ pub struct Channel {
     /// The channel is done (closed by the client, or close-ok received) and
     /// must be removed.
     pub finished: bool,
+    /// It has published (it counts among the broker's publishers).
+    publisher: bool,
     /// The server sent channel.close and waits for close-ok.
     closing: bool,
     pending: Option<Pending>,
@@ -249,6 +251,7 @@ impl Channel {
             id,
             checks: CheckCache::default(),
             finished: false,
+            publisher: false,
             closing: false,
             pending: None,
             next_tag: 1,
@@ -374,6 +377,10 @@ impl Channel {
 
     /// Final cleanup when the channel goes away.
     pub fn close(mut self, ctx: &mut ConnCtx) {
+        crate::stats::Churn::bump(&ctx.broker.churn.channels_closed, 1);
+        if self.publisher {
+            crate::stats::Churn::drop_one(&ctx.broker.churn.publishers);
+        }
         self.release(ctx);
     }
 
@@ -693,7 +700,7 @@ impl Channel {
                     .map_err(store_failure)?;
                 match got {
                     None => {
-                        ctx.stats.add(Counter::GetEmpty, 1);
+                        ctx.stats.add_for(Counter::GetEmpty, q.kind(), 1);
                         out.method(id, BasicGetEmpty::default())
                     }
                     Some((msg, remaining)) => {
@@ -702,9 +709,9 @@ impl Channel {
                         } else {
                             Counter::Get
                         };
-                        ctx.stats.add(kind, 1);
+                        ctx.stats.add_for(kind, q.kind(), 1);
                         if msg.redelivered {
-                            ctx.stats.add(Counter::Redeliver, 1);
+                            ctx.stats.add_for(Counter::Redeliver, q.kind(), 1);
                         }
                         let tag = self.next_tag;
                         self.next_tag += 1;
@@ -733,7 +740,9 @@ impl Channel {
             }
             Method::BasicAck(m) => {
                 let entries = self.take_unacked(m.delivery_tag, m.multiple)?;
-                ctx.stats.add(Counter::Ack, entries.len() as u64);
+                for e in &entries {
+                    ctx.stats.add_for(Counter::Ack, e.queue.kind(), 1);
+                }
                 self.settle_or_buffer(ctx, entries, None);
                 Ok(())
             }

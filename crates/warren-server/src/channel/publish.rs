@@ -156,6 +156,13 @@ impl Channel {
         }
         let mandatory = publish.mandatory;
         ctx.stats.add(Counter::Publish, 1);
+        if self.confirm.is_some() {
+            ctx.stats.add(Counter::ReceivedConfirm, 1);
+        }
+        if !self.publisher {
+            self.publisher = true;
+            crate::stats::Churn::bump(&ctx.broker.churn.publishers, 1);
+        }
         let msg = Arc::new(Message {
             exchange: publish.exchange,
             routing_key: publish.routing_key,
@@ -231,13 +238,14 @@ impl Channel {
                 );
             }
         }
-        if targets.is_empty() {
-            if mandatory {
+        let reached = targets.len() as u64;
+        match (reached == 0, mandatory) {
+            (false, _) => ctx.stats.add(Counter::Routed, reached),
+            (true, true) => {
                 ctx.stats.add(Counter::ReturnUnroutable, 1);
                 self.return_unroutable(out, msg);
-            } else {
-                ctx.stats.add(Counter::DropUnroutable, 1);
             }
+            (true, false) => ctx.stats.add(Counter::DropUnroutable, 1),
         }
         Ok(())
     }

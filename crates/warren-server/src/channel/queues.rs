@@ -10,6 +10,9 @@ impl Channel {
         ctx: &mut ConnCtx,
         out: &mut Out,
     ) -> Result<(), AmqpError> {
+        if !m.passive {
+            crate::stats::Churn::bump(&ctx.broker.churn.queues_declared, 1);
+        }
         let vhost = ctx.vhost_name.clone();
         let name = if m.queue.is_empty() {
             if m.passive {

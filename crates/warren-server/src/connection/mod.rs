@@ -37,7 +37,7 @@ use crate::broker::{Broker, VHost};
 use crate::channel::{Channel, PendingAcks};
 use crate::queue::{Consumer, QueueCell};
 use crate::staging::Staging;
-use crate::stats::{Counter, LocalStats};
+use crate::stats::{Churn, Counter, LocalStats};
 
 /// Stop reading from the client while this much output waits to be written.
 const WRITE_HIGH_WATER: usize = 1 << 20;
@@ -332,6 +332,7 @@ pub async fn serve(
 ) {
     let (tx, rx) = unbounded_channel();
     let now = Instant::now();
+    Churn::bump(&broker.churn.connections_opened, 1);
     let local = stream.local_addr().unwrap_or(peer);
     let mut conn = Connection {
         id: broker.next_connection_id(),
@@ -435,6 +436,7 @@ pub async fn serve(
     }
     let _ = writer.shutdown().await;
     conn.cleanup();
+    Churn::bump(&conn.broker.churn.connections_closed, 1);
     debug!(conn = conn.id, peer = %conn.peer, "closed");
 }
 
@@ -751,6 +753,7 @@ impl Connection {
                     }
                     FramePayload::Method(Method::ChannelOpen(_)) => {
                         self.channels.insert(Channel::new(id));
+                        Churn::bump(&self.broker.churn.channels_opened, 1);
                         self.out
                             .method(id, warren_protocol::ChannelOpenOk::default());
                         Ok(())
@@ -797,9 +800,10 @@ impl Connection {
                     } else {
                         Counter::Deliver
                     };
-                    ctx.stats.add(kind, msgs.len() as u64);
+                    let queue = consumer.queue.kind();
+                    ctx.stats.add_for(kind, queue, msgs.len() as u64);
                     let again = msgs.iter().filter(|m| m.redelivered).count();
-                    ctx.stats.add(Counter::Redeliver, again as u64);
+                    ctx.stats.add_for(Counter::Redeliver, queue, again as u64);
                 }
                 match self.channels.get_mut(consumer.channel) {
                     Some(ch) if self.phase == Phase::Running => {
@@ -841,8 +845,9 @@ impl Connection {
     }
 
     /// Closes every channel as the connection stops serving them: consumers
-    /// are cancelled and unacked messages requeued at once, not when the
-    /// socket finally goes, so queues stop offering this connection work.
+    /// are cancelled, unacked messages requeued and exclusive queues
+    /// deleted at once, not when the socket finally goes, so queues stop
+    /// offering this connection work.
     fn release_channels(&mut self) {
         self.flush_acks();
         let Some(ctx) = self.ctx.as_mut() else {
@@ -850,6 +855,11 @@ impl Connection {
         };
         for ch in self.channels.drain() {
             ch.close(ctx);
+        }
+        // Exclusive queues go with the connection: before its close-ok
+        // leaves, so a client that saw it finds them gone.
+        for q in std::mem::take(&mut ctx.exclusive_queues) {
+            crate::channel::delete_queue(ctx, q.name(), Default::default()).ok();
         }
     }
 

@@ -37,12 +37,13 @@ impl Broker {
                 "--data-dir",
             ])
             .arg(dir)
-            // No management listener unless the test asks for one.
+            // No management or Prometheus listener unless the test asks
+            // for one.
             .args(
-                (!extra.contains(&"--management-port"))
-                    .then_some(["--management-port", "0"])
+                ["--management-port", "--prometheus-port"]
                     .into_iter()
-                    .flatten(),
+                    .filter(|flag| !extra.contains(flag))
+                    .flat_map(|flag| [flag, "0"]),
             )
             .args(extra)
             .env("RUST_LOG", "warn")
