@@ -20,6 +20,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{json_to_table, table_to_json, Tags};
 use crate::policies::{policy_json, validate};
+use crate::tenants::{has_limits, limits_json};
 use crate::tenants::{permission_json, topic_json, user_json};
 use crate::AppState;
 
@@ -111,13 +112,26 @@ fn policies_of(broker: &Broker, vhost: Option<&str>) -> Vec<Value> {
         .collect()
 }
 
-/// The operator policies, which exports list among the runtime
-/// parameters (component `operator_policy`), as RabbitMQ does.
+/// The runtime parameters, as RabbitMQ exports them: vhost limits
+/// (component `vhost-limits`) and operator policies (`operator_policy`).
 fn parameters_of(broker: &Broker, vhost: Option<&str>) -> Vec<Value> {
-    listed(broker, PolicyKind::Operator, vhost)
-        .iter()
+    let limits: Vec<Value> = broker
+        .access()
+        .vhosts()
+        .filter(|v| vhost.is_none_or(|only| only == v.name) && has_limits(&v.limits))
+        .map(|v| {
+            json!({
+                "vhost": v.name,
+                "component": "vhost-limits",
+                "name": "limits",
+                "value": limits_json(&v.limits),
+            })
+        })
+        .collect();
+    let policies = listed(broker, PolicyKind::Operator, vhost)
+        .into_iter()
         .map(|p| {
-            let v = policy_json(p);
+            let v = policy_json(&p);
             json!({
                 "vhost": p.vhost,
                 "component": "operator_policy",
@@ -129,8 +143,8 @@ fn parameters_of(broker: &Broker, vhost: Option<&str>) -> Vec<Value> {
                     "apply-to": v["apply-to"],
                 },
             })
-        })
-        .collect()
+        });
+    limits.into_iter().chain(policies).collect()
 }
 
 fn listed(
@@ -392,6 +406,20 @@ pub fn import(
             .or_else(|| given.clone())
             .ok_or_else(|| "an entry names no vhost".to_string())
     };
+    for p in d
+        .parameters
+        .iter()
+        .filter(|p| p.get("component").and_then(Value::as_str) == Some("vhost-limits"))
+    {
+        let vhost = vhost_of(&p.get("vhost").and_then(Value::as_str).map(str::to_string))?;
+        let Some(mut info) = broker.access().vhost(&vhost).cloned() else {
+            return Err(format!("[\"no_such_vhost\",\"{vhost}\"]"));
+        };
+        let limit = |key: &str| p["value"].get(key).and_then(Value::as_i64);
+        info.limits.max_connections = limit("max-connections");
+        info.limits.max_queues = limit("max-queues");
+        broker.put_vhost(info);
+    }
     let operator_policies = d
         .parameters
         .iter()

@@ -483,7 +483,7 @@ async fn delete_topic_permission(
 
 // --- vhost limits ---
 
-fn limits_json(limits: &VhostLimits) -> Value {
+pub(crate) fn limits_json(limits: &VhostLimits) -> Value {
     let mut value = serde_json::Map::new();
     if let Some(n) = limits.max_connections {
         value.insert("max-connections".into(), json!(n));
@@ -494,7 +494,7 @@ fn limits_json(limits: &VhostLimits) -> Value {
     Value::Object(value)
 }
 
-fn has_limits(limits: &VhostLimits) -> bool {
+pub(crate) fn has_limits(limits: &VhostLimits) -> bool {
     limits.max_connections.is_some() || limits.max_queues.is_some()
 }
 
