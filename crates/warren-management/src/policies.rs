@@ -19,22 +19,56 @@ use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/policies", get(list_policies))
-        .route("/api/policies/{vhost}", get(vhost_policies))
+        .merge(kind_routes("/api/policies", PolicyKind::User))
+        .merge(kind_routes("/api/operator-policies", PolicyKind::Operator))
+}
+
+/// The list, per-vhost list and one-policy paths of a kind of policy.
+fn kind_routes(base: &str, kind: PolicyKind) -> Router<AppState> {
+    Router::new()
         .route(
-            "/api/policies/{vhost}/{name}",
-            get(get_policy).put(put_policy).delete(delete_policy),
+            base,
+            get(
+                move |State(state): State<AppState>, caller: Caller, Query(q): Query<ListQuery>| async move {
+                    list_all(&state, &caller, kind, &q)
+                },
+            ),
         )
-        .route("/api/operator-policies", get(list_operator_policies))
         .route(
-            "/api/operator-policies/{vhost}",
-            get(vhost_operator_policies),
+            &format!("{base}/{{vhost}}"),
+            get(
+                move |State(state): State<AppState>,
+                      caller: Caller,
+                      Path(vhost): Path<String>,
+                      Query(q): Query<ListQuery>| async move {
+                    list_vhost(&state, &caller, kind, &vhost, &q)
+                },
+            ),
         )
         .route(
-            "/api/operator-policies/{vhost}/{name}",
-            get(get_operator_policy)
-                .put(put_operator_policy)
-                .delete(delete_operator_policy),
+            &format!("{base}/{{vhost}}/{{name}}"),
+            get(
+                move |State(state): State<AppState>,
+                      caller: Caller,
+                      Path((vhost, name)): Path<(String, String)>| async move {
+                    get_one(&state, &caller, kind, &vhost, &name)
+                },
+            )
+            .put(
+                move |State(state): State<AppState>,
+                      caller: Caller,
+                      Path((vhost, name)): Path<(String, String)>,
+                      Body(body): Body<Value>| async move {
+                    put_one(&state, &caller, kind, &vhost, &name, body)
+                },
+            )
+            .delete(
+                move |State(state): State<AppState>,
+                      caller: Caller,
+                      Path((vhost, name)): Path<(String, String)>| async move {
+                    delete_one(&state, &caller, kind, &vhost, &name)
+                },
+            ),
         )
 }
 
@@ -216,88 +250,4 @@ fn delete_one(
     } else {
         Err(ApiError::not_found())
     }
-}
-
-async fn list_policies(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Response> {
-    list_all(&state, &caller, PolicyKind::User, &q)
-}
-
-async fn vhost_policies(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(vhost): Path<String>,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Response> {
-    list_vhost(&state, &caller, PolicyKind::User, &vhost, &q)
-}
-
-async fn get_policy(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((vhost, name)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    get_one(&state, &caller, PolicyKind::User, &vhost, &name)
-}
-
-async fn put_policy(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((vhost, name)): Path<(String, String)>,
-    Body(body): Body<Value>,
-) -> ApiResult<Response> {
-    put_one(&state, &caller, PolicyKind::User, &vhost, &name, body)
-}
-
-async fn delete_policy(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((vhost, name)): Path<(String, String)>,
-) -> ApiResult<axum::http::StatusCode> {
-    delete_one(&state, &caller, PolicyKind::User, &vhost, &name)
-}
-
-async fn list_operator_policies(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Response> {
-    list_all(&state, &caller, PolicyKind::Operator, &q)
-}
-
-async fn vhost_operator_policies(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(vhost): Path<String>,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Response> {
-    list_vhost(&state, &caller, PolicyKind::Operator, &vhost, &q)
-}
-
-async fn get_operator_policy(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((vhost, name)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    get_one(&state, &caller, PolicyKind::Operator, &vhost, &name)
-}
-
-async fn put_operator_policy(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((vhost, name)): Path<(String, String)>,
-    Body(body): Body<Value>,
-) -> ApiResult<Response> {
-    put_one(&state, &caller, PolicyKind::Operator, &vhost, &name, body)
-}
-
-async fn delete_operator_policy(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((vhost, name)): Path<(String, String)>,
-) -> ApiResult<axum::http::StatusCode> {
-    delete_one(&state, &caller, PolicyKind::Operator, &vhost, &name)
 }

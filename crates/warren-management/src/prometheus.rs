@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tracing::warn;
 use warren_core::queue::QueueKind;
 use warren_server::stats::{Churn, Counter};
-use warren_server::Broker;
+use warren_server::{Broker, Totals};
 
 use crate::nodes::{fd_total, fd_used};
 
@@ -91,7 +91,7 @@ fn respond(e: Exposition) -> impl IntoResponse {
 
 /// What every scrape carries: who this node is, its resources, its churn
 /// and its message counters.
-fn node_metrics(b: &Broker, e: &mut Exposition) {
+fn node_metrics(b: &Broker, t: &Totals, e: &mut Exposition) {
     let node = crate::node_name();
     let version = env!("CARGO_PKG_VERSION");
     e.family(
@@ -292,17 +292,12 @@ fn node_metrics(b: &Broker, e: &mut Exposition) {
         &amqp,
         Churn::read(&b.churn.publishers),
     );
-    let vhosts: Vec<String> = b.access().vhosts().map(|v| v.name.clone()).collect();
     e.family(
         "rabbitmq_global_consumers",
         "gauge",
         "Current number of consumers",
     );
-    e.sample(
-        "rabbitmq_global_consumers",
-        &amqp,
-        b.totals(&vhosts).consumers,
-    );
+    e.sample("rabbitmq_global_consumers", &amqp, t.consumers);
     // Per queue type, as rabbitmq_prometheus labels them (Warren has no
     // streams: theirs are 0).
     let kinds = [
@@ -434,9 +429,13 @@ const QUEUE_FAMILIES: [QueueFamily; 5] = [
 /// The object counts, and (unless the queues are listed one by one) the
 /// queue families summed over the node, from the vhosts' running totals:
 /// no queue is visited.
-fn node_queue_metrics(b: &Broker, e: &mut Exposition, per_object: bool) {
-    let vhosts: Vec<String> = b.access().vhosts().map(|v| v.name.clone()).collect();
-    let t = b.totals(&vhosts);
+fn node_queue_metrics(
+    b: &Broker,
+    vhosts: &[String],
+    t: &Totals,
+    e: &mut Exposition,
+    per_object: bool,
+) {
     let bytes: u64 = vhosts.iter().map(|v| b.gauges_of(v).ready_bytes()).sum();
     let all = QueueFigures {
         vhost: String::new(),
@@ -489,17 +488,26 @@ fn per_queue_metrics(b: &Broker, e: &mut Exposition) {
     }
 }
 
+/// Every vhost, and the node's totals over them (read once per scrape).
+fn totals(b: &Broker) -> (Vec<String>, Totals) {
+    let vhosts: Vec<String> = b.access().vhosts().map(|v| v.name.clone()).collect();
+    let t = b.totals(&vhosts);
+    (vhosts, t)
+}
+
 async fn aggregated(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     let mut e = Exposition::default();
-    node_metrics(&b, &mut e);
-    node_queue_metrics(&b, &mut e, false);
+    let (vhosts, t) = totals(&b);
+    node_metrics(&b, &t, &mut e);
+    node_queue_metrics(&b, &vhosts, &t, &mut e, false);
     respond(e)
 }
 
 async fn per_object(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     let mut e = Exposition::default();
-    node_metrics(&b, &mut e);
-    node_queue_metrics(&b, &mut e, true);
+    let (vhosts, t) = totals(&b);
+    node_metrics(&b, &t, &mut e);
+    node_queue_metrics(&b, &vhosts, &t, &mut e, true);
     per_queue_metrics(&b, &mut e);
     respond(e)
 }
