@@ -4,11 +4,12 @@
 Declares N durable queues one after another on one channel (pika, a round
 trip per declare, as an application's startup does) and reports the time
 per declare for each block of 1,000, so a rate that falls as queues grow
-shows; then restarts the broker and reports how long it took until its port
-accepted connections again (every queue recovered), and the files it keeps
-open per queue.
+shows; creates U users through the management API, each with permissions
+on `/`; then restarts the broker and reports how long it took until its
+port accepted connections again (every queue recovered), the files it
+keeps open, its memory, and the disk its data directory takes per queue.
 
-    python3 bench/declare-scale.py --queues 8000 \\
+    python3 bench/declare-scale.py --queues 100000 --users 1000 \\
         --warren target/release/warren --rabbitmq tests/interop/rabbitmq-as-warren.sh
 
 Needs pika (tests/interop/run.sh installs it into .venv/interop).
@@ -17,6 +18,7 @@ Needs pika (tests/interop/run.sh installs it into .venv/interop).
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -24,6 +26,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 import pika
 
@@ -47,21 +50,61 @@ class Node:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=300)
 
-    def open_files(self) -> int:
+    def pids(self) -> list[int]:
         # The stand-in script runs RabbitMQ as a child: count the whole tree.
-        pids = [self.proc.pid]
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
-        pids += [int(p) for p in out.stdout.split()]
+        pids, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            pids.append(pid)
+            out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+            todo += [int(p) for p in out.stdout.split()]
+        return pids
+
+    def open_files(self) -> int:
         total = 0
-        for pid in pids:
+        for pid in self.pids():
             try:
                 total += len(os.listdir(f"/proc/{pid}/fd"))
             except OSError:
                 pass
         return total
 
+    def rss_mb(self) -> float:
+        total = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+        return round(total / 1024, 1)
 
-def run(name: str, binary: str, queues: int, block: int, timeout: float) -> dict:
+    def put(self, path: str, body: dict):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.mgmt}{path}", data=json.dumps(body).encode(), method="PUT",
+            headers={"content-type": "application/json",
+                     "authorization": "Basic " + base64.b64encode(b"guest:guest").decode()})
+        urllib.request.urlopen(req, timeout=60).read()
+
+
+def disk_used(data: str) -> tuple[int, int]:
+    """Bytes in files, and bytes allocated to files and directories."""
+    apparent = allocated = 0
+    for d, dirs, files in os.walk(data):
+        for name in files + dirs:
+            try:
+                st = os.lstat(os.path.join(d, name))
+            except OSError:
+                continue
+            if name in files:
+                apparent += st.st_size
+            allocated += st.st_blocks * 512
+    return apparent, allocated
+
+
+def run(name: str, binary: str, queues: int, users: int, block: int, timeout: float) -> dict:
     data = tempfile.mkdtemp(prefix=f"declare-{name}-")
     node = Node(binary, data)
     try:
@@ -80,20 +123,46 @@ def run(name: str, binary: str, queues: int, block: int, timeout: float) -> dict
         total = time.perf_counter() - t0
         conn.close()
         files = node.open_files()
+        t0 = time.perf_counter()
+        for u in range(users):
+            node.put(f"/api/users/user{u:04d}", {"password": f"secret{u}", "tags": ""})
+            node.put(f"/api/permissions/%2F/user{u:04d}",
+                     {"configure": ".*", "write": ".*", "read": ".*"})
+        users_s = time.perf_counter() - t0
         node.stop()
-        restart = node.start(timeout)
-        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", node.port))
-        ok = conn.channel().queue_declare(f"q{queues - 1:06d}", passive=True)
-        assert ok.method.queue == f"q{queues - 1:06d}"
-        conn.close()
+        t0 = time.perf_counter()
+        node.start(timeout)
+        # The listener may open before every queue is back (RabbitMQ):
+        # the restart counts until the last queue answers.
+        last = f"q{queues - 1:06d}"
+        while True:
+            try:
+                conn = pika.BlockingConnection(pika.ConnectionParameters(
+                    "127.0.0.1", node.port, credentials=pika.PlainCredentials(
+                        f"user{users - 1:04d}", f"secret{users - 1}") if users else
+                    pika.PlainCredentials("guest", "guest")))
+                ok = conn.channel().queue_declare(last, passive=True)
+                assert ok.method.queue == last
+                conn.close()
+                break
+            except pika.exceptions.ChannelClosedByBroker:
+                time.sleep(0.1)
+        restart = time.perf_counter() - t0
+        time.sleep(2)
+        files_after = node.open_files()
+        rss = node.rss_mb()
         node.stop()
-        used = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data) for f in fs
-                   if os.path.isfile(os.path.join(d, f)))
-        return {"broker": name, "queues": queues, "total_s": round(total, 2),
+        apparent, allocated = disk_used(data)
+        return {"broker": name, "queues": queues, "users": users, "total_s": round(total, 2),
                 "ms_per_declare_by_block": [round(b, 3) for b in blocks],
+                "users_s": round(users_s, 2),
                 "restart_s": round(restart, 2),
-                "open_files_per_queue": round((files - files_before) / queues, 2),
-                "disk_bytes_per_queue": round(used / queues)}
+                "open_files_after_declares": files,
+                "open_files_per_queue": round((files - files_before) / queues, 3),
+                "open_files_after_restart": files_after,
+                "rss_mb_after_restart": rss,
+                "disk_bytes_per_queue": round(apparent / queues),
+                "disk_allocated_per_queue": round(allocated / queues)}
     finally:
         if node.proc and node.proc.poll() is None:
             node.proc.kill()
@@ -103,15 +172,18 @@ def run(name: str, binary: str, queues: int, block: int, timeout: float) -> dict
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--queues", type=int, default=8000)
+    ap.add_argument("--users", type=int, default=0)
     ap.add_argument("--block", type=int, default=1000)
+    ap.add_argument("--timeout", type=float, default=600, help="seconds a start may take")
     ap.add_argument("--warren", default="target/release/warren")
     ap.add_argument("--rabbitmq", default="", help="the RabbitMQ stand-in script; empty: Warren only")
     args = ap.parse_args()
-    results = [run("warren", args.warren, args.queues, args.block, 60)]
+    results = [run("warren", args.warren, args.queues, args.users, args.block, args.timeout)]
+    print(json.dumps(results[0]), flush=True)
     if args.rabbitmq:
-        results.append(run("rabbitmq", args.rabbitmq, args.queues, args.block, 120))
-    for r in results:
-        print(json.dumps(r))
+        results.append(run("rabbitmq", args.rabbitmq, args.queues, args.users, args.block,
+                           args.timeout))
+        print(json.dumps(results[1]), flush=True)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ use warren_core::{
     QueueConfig, StoreError, SyncTicket, VirtualHost,
 };
 use warren_store::{
-    Disk, DiskQueueStore, RealDisk, SpillLimits, SpillOpener, SpillStore, StoreOptions,
-    SyncCoordinator,
+    Disk, DiskQueueStore, HandleCache, RealDisk, SpillLimits, SpillOpener, SpillStore,
+    StoreOptions, SyncCoordinator,
 };
 
 use crate::channel::ReplyRegistry;
@@ -123,7 +123,10 @@ impl Broker {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
                     _ => {}
                 }
-                let disk: Arc<dyn Disk> = Arc::new(RealDisk::new());
+                let disk: Arc<dyn Disk> = Arc::new(HandleCache::new(
+                    Arc::new(RealDisk::new()),
+                    config.max_open_files,
+                ));
                 let sync = SyncCoordinator::start();
                 synced = sync.subscribe();
                 let (records, loaded) = DefinitionRecords::open(

@@ -34,6 +34,9 @@ pub struct ServerConfig {
     pub data_dir: Option<PathBuf>,
     /// Memory and disk limits that block publishers.
     pub alarms: AlarmConfig,
+    /// Files the stores keep open at once; idle ones are closed beyond it
+    /// (sockets are not counted).
+    pub max_open_files: usize,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +54,7 @@ impl Default for ServerConfig {
             loopback_users: vec!["guest".into()],
             data_dir: None,
             alarms: AlarmConfig::default(),
+            max_open_files: 4096,
         }
     }
 }

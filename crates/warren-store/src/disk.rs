@@ -21,6 +21,9 @@ pub trait Disk: Send + Sync + 'static {
     /// if missing. A new file's directory entry is durable only once
     /// [`sync_dir`](Disk::sync_dir) has been called on its directory.
     fn open(&self, path: &Path) -> io::Result<Arc<dyn DiskFile>>;
+    /// Opens `path` as [`open`](Disk::open) does, but fails with
+    /// `NotFound` instead of creating a missing file.
+    fn open_existing(&self, path: &Path) -> io::Result<Arc<dyn DiskFile>>;
     /// Removes a file (durable after `sync_dir` of its directory).
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Removes a directory and everything in it; succeeds if it is missing.

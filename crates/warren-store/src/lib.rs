@@ -14,6 +14,8 @@
 //! Modules:
 //! - [`disk`]: the file-system seam ([`Disk`], [`DiskFile`]), with
 //!   [`RealDisk`] (`std::fs`) and [`SimDisk`] (in memory, crashable);
+//! - `handle_cache`: [`HandleCache`], a `Disk` keeping the files it hands
+//!   out open only while in use, within a budget of open files;
 //! - `sync`: the group-commit coordinator;
 //! - `record`, `segment`, `ack_log`: the on-disk format and its recovery;
 //! - `seq_set`: range sets of settled sequence numbers;
@@ -28,6 +30,7 @@
 mod ack_log;
 mod definitions_store;
 pub mod disk;
+mod handle_cache;
 mod queue_store;
 mod real_disk;
 mod record;
@@ -39,6 +42,7 @@ mod sync;
 
 pub use definitions_store::{Change, DefinitionsOptions, DefinitionsStore, COMPACT_MIN_DEAD_BYTES};
 pub use disk::{Disk, DiskFile};
+pub use handle_cache::{HandleCache, HandleStats};
 pub use queue_store::{DiskQueueStore, StoreOptions};
 pub use real_disk::RealDisk;
 pub use sim_disk::SimDisk;

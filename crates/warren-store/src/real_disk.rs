@@ -49,17 +49,11 @@ impl Disk for RealDisk {
     }
 
     fn open(&self, path: &Path) -> io::Result<Arc<dyn DiskFile>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)?;
-        let len = file.metadata()?.len();
-        Ok(Arc::new(RealFile {
-            file,
-            append_lock: Mutex::new(()),
-            len: AtomicU64::new(len),
-        }))
+        open_file(path, true)
+    }
+
+    fn open_existing(&self, path: &Path) -> io::Result<Arc<dyn DiskFile>> {
+        open_file(path, false)
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
@@ -88,6 +82,20 @@ impl Disk for RealDisk {
         // orders metadata updates itself.
         Ok(())
     }
+}
+
+fn open_file(path: &Path, create: bool) -> io::Result<Arc<dyn DiskFile>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(create)
+        .open(path)?;
+    let len = file.metadata()?.len();
+    Ok(Arc::new(RealFile {
+        file,
+        append_lock: Mutex::new(()),
+        len: AtomicU64::new(len),
+    }))
 }
 
 /// An open file of [`RealDisk`].

@@ -164,6 +164,14 @@ impl Disk for SimDisk {
         Ok(file)
     }
 
+    fn open_existing(&self, path: &Path) -> io::Result<Arc<dyn DiskFile>> {
+        let state = self.state.lock();
+        match state.live.get(path) {
+            Some(file) => Ok(Arc::clone(file) as Arc<dyn DiskFile>),
+            None => Err(Self::not_found(path)),
+        }
+    }
+
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
         match state.live.remove(path) {

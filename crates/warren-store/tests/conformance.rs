@@ -10,8 +10,8 @@ use std::sync::Arc;
 use common::*;
 use warren_core::{MemoryStore, MessageStore};
 use warren_store::{
-    DiskQueueStore, RealDisk, SimDisk, SpillLimits, SpillOpener, SpillStore, StoreOptions,
-    SyncCoordinator,
+    DiskQueueStore, HandleCache, RealDisk, SimDisk, SpillLimits, SpillOpener, SpillStore,
+    StoreOptions, SyncCoordinator,
 };
 
 /// A store plus whatever must outlive it (a temporary directory).
@@ -43,8 +43,21 @@ fn real_disk(options: StoreOptions) -> Fixture {
 }
 
 fn sim_disk(options: StoreOptions) -> Fixture {
+    sim_disk_on(Arc::new(SimDisk::new()), options)
+}
+
+/// Behind a handle cache that keeps one file open: every switch between the
+/// segment, the ack log and an older segment closes and reopens a file.
+fn sim_disk_one_open_file(options: StoreOptions) -> Fixture {
+    sim_disk_on(
+        Arc::new(HandleCache::new(Arc::new(SimDisk::new()), 1)),
+        options,
+    )
+}
+
+fn sim_disk_on(disk: Arc<dyn warren_store::Disk>, options: StoreOptions) -> Fixture {
     let store = DiskQueueStore::open_with_options(
-        Arc::new(SimDisk::new()),
+        disk,
         "/data/queues/1".into(),
         SyncCoordinator::manual(),
         options,
@@ -316,6 +329,10 @@ conformance!(memory_store, memory());
 conformance!(real_disk_default, real_disk(StoreOptions::default()));
 conformance!(real_disk_tiny_segments, real_disk(tiny_options()));
 conformance!(sim_disk_tiny_segments, sim_disk(tiny_options()));
+conformance!(
+    sim_disk_one_open_file,
+    sim_disk_one_open_file(tiny_options())
+);
 conformance!(
     spill_after_three_messages,
     spill(SpillLimits {

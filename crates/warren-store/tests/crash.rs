@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use common::*;
 use warren_core::{Message, MessageStore, QueuedMessage};
-use warren_store::{DiskQueueStore, SimDisk, StoreOptions, SyncCoordinator};
+use warren_store::{Disk, DiskQueueStore, HandleCache, SimDisk, StoreOptions, SyncCoordinator};
 
 /// Cases per run; `WARREN_STORE_CRASH_CASES` asks for more (a soak run).
 fn cases() -> u64 {
@@ -95,15 +95,17 @@ fn dir() -> PathBuf {
     PathBuf::from("/data/queues/7")
 }
 
+/// Half the cases run behind a [`HandleCache`] so small that files are
+/// closed and reopened all the time.
 fn open(disk: &SimDisk, case: u64) -> (DiskQueueStore, Arc<SyncCoordinator>) {
     let sync = SyncCoordinator::manual();
-    let store = DiskQueueStore::open_with_options(
-        Arc::new(disk.clone()),
-        dir(),
-        Arc::clone(&sync),
-        options(case),
-    )
-    .expect("open");
+    let disk: Arc<dyn Disk> = match case % 4 {
+        1 => Arc::new(HandleCache::new(Arc::new(disk.clone()), 1)),
+        3 => Arc::new(HandleCache::new(Arc::new(disk.clone()), 2)),
+        _ => Arc::new(disk.clone()),
+    };
+    let store = DiskQueueStore::open_with_options(disk, dir(), Arc::clone(&sync), options(case))
+        .expect("open");
     (store, sync)
 }
 

@@ -332,6 +332,13 @@ impl Disk for HookDisk {
             hook: Arc::clone(&self.hook),
         }))
     }
+    fn open_existing(&self, path: &Path) -> io::Result<Arc<dyn DiskFile>> {
+        (self.hook)(Op::Open)?;
+        Ok(Arc::new(HookFile {
+            inner: self.sim.open_existing(path)?,
+            hook: Arc::clone(&self.hook),
+        }))
+    }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         (self.hook)(Op::Remove)?;
         self.sim.remove_file(path)

@@ -68,10 +68,21 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
     }
     // Each connection takes a file descriptor; a shell's soft limit (often
     // 1024) would cap the broker far below what the machine allows.
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => info!(limit, "open files limit"),
-        Err(err) => warn!(%err, "cannot raise the open files limit"),
-    }
+    let files_limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(err) => {
+            warn!(%err, "cannot raise the open files limit");
+            1024
+        }
+    };
+    // The rest of the limit is for sockets (one per connection) and the
+    // runtime's own files.
+    let max_open_files = args.max_open_files.unwrap_or((files_limit / 5 * 2).max(64));
+    info!(
+        limit = files_limit,
+        store_files = max_open_files,
+        "open files limit"
+    );
     let memory_limit = args.vm_memory_high_watermark_absolute.unwrap_or_else(|| {
         let total = warren_server::total_memory().unwrap_or(1 << 30) as f64;
         (total * args.vm_memory_high_watermark) as u64
@@ -94,6 +105,7 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
         default_user_tags: args.default_user_tags.clone(),
         default_vhost: args.default_vhost.clone(),
         loopback_users: args.loopback_users.clone(),
+        max_open_files: usize::try_from(max_open_files).unwrap_or(usize::MAX),
         ..ServerConfig::default()
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

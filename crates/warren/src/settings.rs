@@ -14,6 +14,7 @@
 //! | disk alarm | `--disk-free-limit` | `disk_free_limit.absolute` |
 //! | management | `--management-port`, `--management-bind` | `management.tcp.port`, `management.tcp.ip` |
 //! | Prometheus | `--prometheus-port`, `--prometheus-bind` | `prometheus.tcp.port`, `prometheus.tcp.ip` |
+//! | store files kept open | `--max-open-files` | `max_open_files` |
 //! | definitions at start | `--load-definitions` | `load_definitions` |
 //! | first start | `--default-user`, `--default-pass`, `--default-vhost` | `default_user`, `default_pass`, `default_vhost`, `default_user_tags.TAG = true` |
 //! | loopback-only users | | `loopback_users.NAME = true/false`, or `loopback_users = "none"` |
@@ -75,6 +76,11 @@ pub struct ServeArgs {
     /// Address of the Prometheus listener [default: the AMQP address].
     #[arg(long)]
     pub prometheus_bind: Option<String>,
+    /// Store files (segments, ack logs) kept open at once; beyond it the
+    /// least recently used are closed and reopened on use [default: 40% of
+    /// the open-files limit].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_open_files: Option<u64>,
     /// A definitions file (RabbitMQ's JSON format) imported at start, as
     /// RabbitMQ's `load_definitions` does.
     #[arg(long)]
@@ -108,6 +114,8 @@ pub struct Settings {
     pub prometheus_port: u16,
     pub prometheus_bind: Option<String>,
     pub load_definitions: Option<PathBuf>,
+    /// `None`: a share of the open-files limit, decided once it is raised.
+    pub max_open_files: Option<u64>,
     pub default_user: String,
     pub default_pass: String,
     pub default_vhost: String,
@@ -294,6 +302,10 @@ impl Settings {
             load_definitions: args
                 .load_definitions
                 .or(file.string("load_definitions")?.map(PathBuf::from)),
+            max_open_files: match args.max_open_files.or(file.int("max_open_files")?) {
+                Some(0) => return Err("max_open_files must be at least 1".into()),
+                n => n,
+            },
             default_user: args
                 .default_user
                 .or(file.string("default_user")?)

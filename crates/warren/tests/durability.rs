@@ -503,3 +503,92 @@ async fn a_transaction_whose_store_write_fails_gets_no_commit_ok() {
     drop(b);
     drop(fs);
 }
+
+/// Far more durable queues than the broker may keep files open for: the
+/// idle ones' files are closed, reopened when used, and nothing is lost or
+/// mixed up, through a `kill -9` too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_durable_queues_within_a_small_open_file_budget() {
+    const QUEUES: u32 = 400;
+    const BUDGET: &str = "16";
+    let dir = temp_dir("file-budget");
+    let b = Broker::start_with(&dir, &["--max-open-files", BUDGET]);
+    let baseline = b.open_files();
+    let (conn, ch) = connect(&b).await;
+    ch.confirm_select(Default::default()).await.unwrap();
+    for q in 0..QUEUES {
+        let name = format!("budget-{q}");
+        ch.queue_declare(&name, durable(), FieldTable::default())
+            .await
+            .unwrap();
+        for m in 0..3 {
+            ch.basic_publish(
+                "",
+                &name,
+                Default::default(),
+                &body(q * 10 + m, 200),
+                persistent(),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    ch.wait_for_confirms().await.unwrap();
+    // Two files per queue would be 800; the budget plus the one connection
+    // and a margin is all the broker holds.
+    let open = b.open_files();
+    assert!(
+        open <= baseline + 16 + 8,
+        "{open} files open with {QUEUES} durable queues (baseline {baseline})"
+    );
+    // Take one message of each queue, in an order unrelated to the
+    // declares, so files are reopened for reading and for the ack log.
+    for q in (0..QUEUES).rev() {
+        let name = format!("budget-{q}");
+        let got = within(ch.basic_get(&name, BasicGetOptions::default()))
+            .await
+            .unwrap()
+            .expect("a message");
+        assert_eq!(check(&got.delivery.data), q * 10);
+        got.delivery.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    // An ack is durable once a later confirm is: one more publish covers it.
+    ch.basic_publish(
+        "",
+        "budget-0",
+        Default::default(),
+        &body(9, 200),
+        persistent(),
+    )
+    .await
+    .unwrap();
+    ch.wait_for_confirms().await.unwrap();
+    assert!(b.open_files() <= baseline + 16 + 8);
+    conn.close(200, "bye").await.ok();
+
+    let dir = b.kill9();
+    let b = Broker::start_with(&dir, &["--max-open-files", BUDGET]);
+    assert!(
+        b.open_files() <= baseline + 16 + 4,
+        "{} files open after recovering {QUEUES} queues",
+        b.open_files()
+    );
+    let (conn, ch) = connect(&b).await;
+    for q in 0..QUEUES {
+        let name = format!("budget-{q}");
+        let mut ids: Vec<u32> = drain(&ch, &name)
+            .await
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        ids.sort_unstable();
+        let mut want = vec![q * 10 + 1, q * 10 + 2];
+        if q == 0 {
+            want.push(9);
+        }
+        assert_eq!(ids, want, "queue {name}");
+    }
+    conn.close(200, "bye").await.ok();
+    b.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

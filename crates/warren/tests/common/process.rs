@@ -77,6 +77,14 @@ impl Broker {
         (b, mgmt)
     }
 
+    /// How many files the process has open now (Linux).
+    #[allow(dead_code)]
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
     pub fn uri(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
