@@ -766,7 +766,6 @@ def test_label_values_are_escaped(prometheus, vhost_factory, connect_as, mgmt, u
 
 # --- Warren's own additions ------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="not implemented yet")
 def test_oldest_ready_message_age(prometheus, vhost_channel, vhost, uid, rabbitmq):
     """Warren only: warren_queue_oldest_ready_message_age_seconds{vhost,queue},
     a gauge of how long the queue's oldest ready message has waited (0 when
@@ -794,3 +793,37 @@ def test_oldest_ready_message_age(prometheus, vhost_channel, vhost, uid, rabbitm
     expo = scrape(prometheus, "/metrics/per-object")
     assert expo.value(name, vhost=vhost, queue=queue) == 0
     assert not scrape(prometheus).samples(name, queue=queue)  # per-object only
+
+
+def test_oldest_unacked_message_age_on_a_durable_queue(prometheus, vhost_channel, vhost, uid,
+                                                       rabbitmq):
+    """Warren only: warren_queue_oldest_unacked_message_age_seconds{vhost,queue},
+    how long the longest-outstanding delivery has waited for its ack; and the
+    ready age on a disk queue, where a requeued message is the oldest again."""
+    if rabbitmq:
+        pytest.skip("a Warren-only metric")
+    conn, ch = vhost_channel
+    queue = f"{uid}.durable"
+    ch.queue_declare(queue, durable=True)
+    ch.basic_publish("", queue, b"first", pika.BasicProperties(delivery_mode=2))
+    ch.basic_publish("", queue, b"second", pika.BasicProperties(delivery_mode=2))
+    ready, unacked = ("warren_queue_oldest_ready_message_age_seconds",
+                      "warren_queue_oldest_unacked_message_age_seconds")
+    expo = scrape(prometheus, "/metrics/per-object")
+    fam = expo.family(unacked)
+    assert fam.type == "gauge" and fam.help
+    assert expo.value(unacked, vhost=vhost, queue=queue) == 0
+    method, _, body = ch.basic_get(queue, auto_ack=False)
+    assert body == b"first"
+    time.sleep(1.2)
+    expo = scrape(prometheus, "/metrics/per-object")
+    assert 1.0 <= expo.value(unacked, vhost=vhost, queue=queue) < 60
+    assert 1.0 <= expo.value(ready, vhost=vhost, queue=queue) < 60
+    ch.basic_nack(method.delivery_tag, requeue=True)
+    expo = scrape(prometheus, "/metrics/per-object")
+    assert expo.value(unacked, vhost=vhost, queue=queue) == 0
+    assert 1.0 <= expo.value(ready, vhost=vhost, queue=queue) < 60
+    ch.queue_purge(queue)
+    expo = scrape(prometheus, "/metrics/per-object")
+    assert expo.value(ready, vhost=vhost, queue=queue) == 0
+    ch.queue_delete(queue)

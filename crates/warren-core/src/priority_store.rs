@@ -33,6 +33,17 @@ impl PriorityStore {
 }
 
 impl MessageStore for PriorityStore {
+    /// The oldest over the levels, if every level holding messages knows
+    /// its own.
+    fn oldest_ready_seq(&self) -> Option<u64> {
+        let mut oldest: Option<u64> = None;
+        for level in self.levels.iter().filter(|l| !l.is_empty()) {
+            let seq = level.oldest_ready_seq()?;
+            oldest = Some(oldest.map_or(seq, |o| o.min(seq)));
+        }
+        oldest
+    }
+
     fn push(&mut self, msg: QueuedMessage) -> Result<(), StoreError> {
         let l = self.level(&msg.message);
         self.dirty[l] = true;

@@ -54,6 +54,11 @@ pub trait MessageStore: Send {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The sequence number of the oldest ready message, if the store knows
+    /// it without reading anything (`None`: it does not say).
+    fn oldest_ready_seq(&self) -> Option<u64> {
+        None
+    }
     /// Drops every ready message, returning how many there were.
     fn purge(&mut self) -> Result<usize, StoreError>;
     /// The sequence number the next published message gets (after a
@@ -114,6 +119,10 @@ impl MessageStore for MemoryStore {
 
     fn len(&self) -> usize {
         self.ready.len()
+    }
+
+    fn oldest_ready_seq(&self) -> Option<u64> {
+        self.ready.front().map(|m| m.seq)
     }
 
     fn purge(&mut self) -> Result<usize, StoreError> {

@@ -372,6 +372,10 @@ struct QueueFigures {
     unacked: u64,
     consumers: u64,
     bytes: u64,
+    /// When the oldest ready message was enqueued (ms since the epoch).
+    oldest_ready: Option<u64>,
+    /// When the longest-outstanding delivery was made.
+    oldest_unacked: Option<u64>,
 }
 
 fn queues(b: &Broker) -> Vec<QueueFigures> {
@@ -391,6 +395,8 @@ fn queues(b: &Broker) -> Vec<QueueFigures> {
                 unacked: inner.queue.unacked_count() as u64,
                 consumers: inner.queue.reported_consumer_count() as u64,
                 bytes: inner.queue.ready_bytes(),
+                oldest_ready: inner.queue.oldest_ready_enqueued_at(),
+                oldest_unacked: inner.queue.oldest_unacked_delivered_at(),
             });
         }
     }
@@ -444,6 +450,8 @@ fn node_queue_metrics(
         unacked: t.unacked,
         consumers: t.consumers,
         bytes,
+        oldest_ready: None,
+        oldest_unacked: None,
     };
     if !per_object {
         for (name, help, value) in QUEUE_FAMILIES {
@@ -477,6 +485,23 @@ fn node_queue_metrics(
     );
 }
 
+/// Warren's own queue metrics: a time, as an age in seconds at scrape
+/// time (0 when the queue has no such message).
+type AgeFamily = (&'static str, &'static str, fn(&QueueFigures) -> Option<u64>);
+
+const AGE_FAMILIES: [AgeFamily; 2] = [
+    (
+        "warren_queue_oldest_ready_message_age_seconds",
+        "Seconds since the oldest ready message was enqueued",
+        |q| q.oldest_ready,
+    ),
+    (
+        "warren_queue_oldest_unacked_message_age_seconds",
+        "Seconds the longest-outstanding unacknowledged message has waited for its acknowledgement since delivery",
+        |q| q.oldest_unacked,
+    ),
+];
+
 /// The queue families with a series per queue, read from each queue.
 fn per_queue_metrics(b: &Broker, e: &mut Exposition) {
     let qs = queues(b);
@@ -484,6 +509,14 @@ fn per_queue_metrics(b: &Broker, e: &mut Exposition) {
         e.family(name, "gauge", help);
         for q in &qs {
             e.sample(name, &[("vhost", &q.vhost), ("queue", &q.name)], value(q));
+        }
+    }
+    let now = warren_server::now_ms();
+    for (name, help, at) in AGE_FAMILIES {
+        e.family(name, "gauge", help);
+        for q in &qs {
+            let age = at(q).map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0);
+            e.sample(name, &[("vhost", &q.vhost), ("queue", &q.name)], age);
         }
     }
 }

@@ -34,7 +34,7 @@ pub use admin::GetMode;
 pub use broker::{Broker, StartError, VHost};
 pub use config::ServerConfig;
 pub use connections::{ChannelSnapshot, ConnectionInfo, ConnectionRegistry, ConsumerSnapshot};
-pub use queue::{QueueCell, QueueSpec};
+pub use queue::{now_ms, QueueCell, QueueSpec};
 pub use resources::{
     default_memory_limit, free_disk, total_memory, AlarmConfig, Alarms, MemoryProbe,
 };

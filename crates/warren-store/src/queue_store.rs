@@ -811,6 +811,12 @@ impl MessageStore for DiskQueueStore {
     }
 
     /// What recovery found (the queue counts from there).
+    /// Requeued messages are older than any unread one; the next unread
+    /// record's number is not known before it is read.
+    fn oldest_ready_seq(&self) -> Option<u64> {
+        self.requeued.keys().next().copied()
+    }
+
     fn ready_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.recovered_bytes).sum()
     }

@@ -82,6 +82,14 @@ impl SpillStore {
 }
 
 impl MessageStore for SpillStore {
+    /// Memory holds the oldest messages while it holds any.
+    fn oldest_ready_seq(&self) -> Option<u64> {
+        match self.memory.oldest_ready_seq() {
+            Some(seq) => Some(seq),
+            None => self.disk.as_ref()?.oldest_ready_seq(),
+        }
+    }
+
     fn push(&mut self, msg: QueuedMessage) -> Result<(), StoreError> {
         if let Some(disk) = self.disk.as_mut() {
             return disk.push(msg);

@@ -23,6 +23,7 @@
 //! ready, but is dropped (dead-lettered) the moment it reaches the head,
 //! and is never delivered or returned by `basic.get`.
 
+mod ages;
 mod config;
 mod consumers;
 
@@ -30,6 +31,7 @@ use std::sync::Arc;
 
 use ahash::AHashMap;
 
+use ages::EnqueueTimes;
 pub use config::{Overflow, QueueConfig, QueueKind};
 pub use consumers::{ConsumerSpec, Consumers};
 
@@ -43,6 +45,8 @@ pub struct CheckedOut {
     pub msg: QueuedMessage,
     /// The consumer it went to; `None` for `basic.get`.
     pub consumer: Option<u64>,
+    /// When it was handed out (ms since the Unix epoch).
+    pub delivered_at: u64,
 }
 
 /// What a command asks the runtime to do. Reused across commands: the
@@ -120,6 +124,10 @@ pub struct QueueState<C> {
     /// The last time the queue was used (declared, consumed from, got
     /// from), for `x-expires`.
     last_used: u64,
+    /// When the ready messages were enqueued, coarsely.
+    enqueue_times: EnqueueTimes,
+    /// No ready message has a smaller sequence number.
+    ready_floor: u64,
 }
 
 impl<C: Clone> Default for QueueState<C> {
@@ -132,7 +140,14 @@ impl<C: Clone> QueueState<C> {
     /// A queue over `store` (possibly recovered, holding messages), created
     /// or opened at `now`.
     pub fn new(config: QueueConfig, store: Box<dyn MessageStore>, now: u64) -> Self {
+        let mut enqueue_times = EnqueueTimes::default();
+        if !store.is_empty() {
+            // Recovered messages count as enqueued now.
+            enqueue_times.enqueued(0, now, || 0);
+        }
         QueueState {
+            enqueue_times,
+            ready_floor: 0,
             consumers: if config.kind == QueueKind::Quorum {
                 Consumers::new(config.single_active_consumer).reporting_active_only()
             } else {
@@ -172,6 +187,24 @@ impl<C: Clone> QueueState<C> {
 
     pub fn consumer_count(&self) -> usize {
         self.consumers.len()
+    }
+
+    /// When the oldest ready message was enqueued (ms since the Unix
+    /// epoch; at the latest, see [`ages`]), `None` without ready messages.
+    /// A priority queue may report an older time than its oldest: it
+    /// hands out newer messages first.
+    pub fn oldest_ready_enqueued_at(&self) -> Option<u64> {
+        if self.ready_count() == 0 {
+            return None;
+        }
+        self.enqueue_times.enqueued_at(self.ready_floor)
+    }
+
+    /// When the message that has waited longest for its settlement was
+    /// handed out, `None` if none is outstanding. Looks at every
+    /// outstanding message: for metrics, not for the message path.
+    pub fn oldest_unacked_delivered_at(&self) -> Option<u64> {
+        self.checked_out.values().map(|co| co.delivered_at).min()
     }
 
     /// Whether consumer `id` is served (false for a single-active-consumer
@@ -323,6 +356,7 @@ impl<C: Clone> QueueState<C> {
                     CheckedOut {
                         msg: msg.clone(),
                         consumer: Some(id),
+                        delivered_at: now,
                     },
                 );
             }
@@ -355,6 +389,7 @@ impl<C: Clone> QueueState<C> {
                     CheckedOut {
                         msg: msg.clone(),
                         consumer: None,
+                        delivered_at: now,
                     },
                 );
             } else {
@@ -479,6 +514,7 @@ impl<C: Clone> QueueState<C> {
         n += self.store.purge()?;
         self.ready_bytes = 0;
         self.may_expire = 0;
+        self.ready_floor = self.next_seq;
         Ok(n)
     }
 
@@ -537,6 +573,14 @@ impl<C: Clone> QueueState<C> {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
+        if self.ready_count() == 0 && self.checked_out.is_empty() {
+            self.enqueue_times.clear();
+            self.ready_floor = seq;
+        }
+        let (floor, checked_out) = (self.ready_floor, &self.checked_out);
+        self.enqueue_times.enqueued(seq, now, || {
+            checked_out.keys().copied().fold(floor, u64::min)
+        });
         let bytes = message.body_size();
         self.store.push(QueuedMessage {
             seq,
@@ -629,6 +673,17 @@ impl<C: Clone> QueueState<C> {
         };
         if let Some(m) = &m {
             self.ready_bytes = self.ready_bytes.saturating_sub(m.message.body_size());
+            // Messages leave in sequence order, requeued ones included,
+            // except from a priority queue: there only the oldest moves
+            // the floor.
+            if self.config.max_priority.is_none() || m.seq == self.ready_floor {
+                self.ready_floor = self.ready_floor.max(m.seq + 1);
+            }
+            if self.ready_count() == 0 {
+                self.ready_floor = self.next_seq;
+            } else if let Some(seq) = self.store.oldest_ready_seq() {
+                self.ready_floor = seq;
+            }
         }
         Ok(m)
     }
@@ -644,6 +699,7 @@ impl<C: Clone> QueueState<C> {
             self.store.requeue(head);
         }
         msg.redelivered |= seen;
+        self.ready_floor = self.ready_floor.min(msg.seq);
         self.ready_bytes += msg.message.body_size();
         if msg.expires_at.is_some() {
             self.may_expire += 1;

@@ -522,3 +522,53 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn ages_of_the_oldest_ready_and_unacked_messages() {
+    let mut q = queue(&[]);
+    assert_eq!(q.oldest_ready_enqueued_at(), None);
+    publish(&mut q, 1_000, &["a"]);
+    publish(&mut q, 2_000, &["b"]);
+    publish(&mut q, 3_000, &["c"]);
+    assert_eq!(q.oldest_ready_enqueued_at(), Some(1_000));
+    assert_eq!(q.oldest_unacked_delivered_at(), None);
+    let mut fx = Effects::default();
+    let (a, _) = q.get(4_000, true, &mut fx).unwrap().unwrap();
+    assert_eq!(q.oldest_ready_enqueued_at(), Some(2_000));
+    assert_eq!(q.oldest_unacked_delivered_at(), Some(4_000));
+    let (b, _) = q.get(5_000, true, &mut fx).unwrap().unwrap();
+    assert_eq!(q.oldest_unacked_delivered_at(), Some(4_000));
+    // A requeued message is the oldest ready one again.
+    q.reject(a.seq, true, &mut fx).unwrap();
+    assert_eq!(q.oldest_ready_enqueued_at(), Some(1_000));
+    assert_eq!(q.oldest_unacked_delivered_at(), Some(5_000));
+    q.ack(b.seq).unwrap();
+    assert_eq!(q.oldest_unacked_delivered_at(), None);
+    let _ = q.get(6_000, false, &mut fx).unwrap().unwrap();
+    assert_eq!(q.oldest_ready_enqueued_at(), Some(3_000));
+    let _ = q.get(6_000, false, &mut fx).unwrap().unwrap();
+    assert_eq!(q.oldest_ready_enqueued_at(), None);
+    // Empty again: a new message's time starts afresh.
+    publish(&mut q, 9_000, &["d"]);
+    assert_eq!(q.oldest_ready_enqueued_at(), Some(9_000));
+    q.purge().unwrap();
+    assert_eq!(q.oldest_ready_enqueued_at(), None);
+}
+
+#[test]
+fn recovered_messages_count_as_enqueued_when_the_queue_opened() {
+    let mut store = MemoryStore::default();
+    for seq in 0..3 {
+        store
+            .push(QueuedMessage {
+                seq,
+                message: msg("old"),
+                redelivered: false,
+                expires_at: None,
+                delivery_count: 0,
+            })
+            .unwrap();
+    }
+    let q: QueueState<u32> = QueueState::new(QueueConfig::default(), Box::new(store), 7_000);
+    assert_eq!(q.oldest_ready_enqueued_at(), Some(7_000));
+}
