@@ -8,6 +8,9 @@ shows; creates U users through the management API, each with permissions
 on `/`; then restarts the broker and reports how long it took until its
 port accepted connections again (every queue recovered), the files it
 keeps open, its memory, and the disk its data directory takes per queue.
+With --connections C, `warren perf --idle-connections C` then opens C
+connections (one channel each) to the restarted broker and holds them,
+while the broker's open files and memory are sampled.
 
     python3 bench/declare-scale.py --queues 100000 --users 1000 \\
         --warren target/release/warren --rabbitmq tests/interop/rabbitmq-as-warren.sh
@@ -104,7 +107,27 @@ def disk_used(data: str) -> tuple[int, int]:
     return apparent, allocated
 
 
-def run(name: str, binary: str, queues: int, users: int, block: int, timeout: float) -> dict:
+def idle_connections(node: Node, perf: str, count: int) -> dict:
+    """Holds `count` idle connections to the node; the most files and memory
+    the broker had meanwhile."""
+    cmd = [perf, "perf", "--uri", f"amqp://guest:guest@127.0.0.1:{node.port}/%2f",
+           "--idle-connections", str(count), "--hold", "10", "--threads", "2",
+           "--connect-concurrency", "64", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    most_files, most_rss = 0, 0.0
+    while proc.poll() is None:
+        most_files = max(most_files, node.open_files())
+        most_rss = max(most_rss, node.rss_mb())
+        time.sleep(0.5)
+    idle = json.loads(proc.stdout.read().strip().splitlines()[-1])["idle"]
+    return {"connections": count, "connected": idle["connected"], "failed": idle["failed"],
+            "dropped": idle["dropped"], "connect_s": idle["connect_s"],
+            "first_error": idle["first_error"], "most_open_files": most_files,
+            "most_rss_mb": most_rss}
+
+
+def run(name: str, binary: str, queues: int, users: int, block: int, timeout: float,
+        connections: int = 0, perf: str = "") -> dict:
     data = tempfile.mkdtemp(prefix=f"declare-{name}-")
     node = Node(binary, data)
     try:
@@ -151,6 +174,7 @@ def run(name: str, binary: str, queues: int, users: int, block: int, timeout: fl
         time.sleep(2)
         files_after = node.open_files()
         rss = node.rss_mb()
+        idle = idle_connections(node, perf, connections) if connections else None
         node.stop()
         apparent, allocated = disk_used(data)
         return {"broker": name, "queues": queues, "users": users, "total_s": round(total, 2),
@@ -162,7 +186,8 @@ def run(name: str, binary: str, queues: int, users: int, block: int, timeout: fl
                 "open_files_after_restart": files_after,
                 "rss_mb_after_restart": rss,
                 "disk_bytes_per_queue": round(apparent / queues),
-                "disk_allocated_per_queue": round(allocated / queues)}
+                "disk_allocated_per_queue": round(allocated / queues),
+                "idle_connections": idle}
     finally:
         if node.proc and node.proc.poll() is None:
             node.proc.kill()
@@ -173,16 +198,19 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--queues", type=int, default=8000)
     ap.add_argument("--users", type=int, default=0)
+    ap.add_argument("--connections", type=int, default=0,
+                    help="idle connections to hold after the restart (warren perf)")
     ap.add_argument("--block", type=int, default=1000)
     ap.add_argument("--timeout", type=float, default=600, help="seconds a start may take")
     ap.add_argument("--warren", default="target/release/warren")
     ap.add_argument("--rabbitmq", default="", help="the RabbitMQ stand-in script; empty: Warren only")
     args = ap.parse_args()
-    results = [run("warren", args.warren, args.queues, args.users, args.block, args.timeout)]
+    results = [run("warren", args.warren, args.queues, args.users, args.block, args.timeout,
+                   args.connections, args.warren)]
     print(json.dumps(results[0]), flush=True)
     if args.rabbitmq:
         results.append(run("rabbitmq", args.rabbitmq, args.queues, args.users, args.block,
-                           args.timeout))
+                           args.timeout, args.connections, args.warren))
         print(json.dumps(results[1]), flush=True)
 
 
