@@ -184,14 +184,20 @@ impl DiskQueueStore {
         sync: Arc<SyncCoordinator>,
         options: StoreOptions,
     ) -> Result<Self, StoreError> {
-        disk.create_dir_all(&dir)?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            disk.sync_dir(parent)?;
+        let names = disk.list(&dir)?;
+        if names.is_empty() {
+            // New (or created just before a crash, before any file): its
+            // entry must be durable before anything is written in it. A
+            // directory with files got there through this very step, so a
+            // recovery does not sync the parent once per queue.
+            disk.create_dir_all(&dir)?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                disk.sync_dir(parent)?;
+            }
         }
         let (ack_log, acks) = AckLog::open(&*disk, &dir)?;
 
-        let mut ids: Vec<u64> = disk
-            .list(&dir)?
+        let mut ids: Vec<u64> = names
             .iter()
             .filter_map(|name| parse_segment_file_name(name))
             .collect();
