@@ -1,11 +1,18 @@
-"""RabbitMQ's own ``rabbitmqadmin`` (the 3.10 Python script, unchanged)
-against the broker's management HTTP API: listings in the table, tsv and
-raw_json formats, declare/delete of every object type, publish/get, purge,
-close, definitions export/import and policies.  Every command's effect is
-checked independently, through pika or the management API (tests/interop/mgmt.py).
+"""``rabbitmqadmin``, both RabbitMQ's own (the 3.10 Python script, unchanged)
+and Warren's (crates/warren-management/cli/rabbitmqadmin, a script of its own
+that takes the same command lines and prints the same output, served by the
+broker at ``/cli/rabbitmqadmin`` as RabbitMQ's management plugin serves its
+script), against the broker's management HTTP API: listings in the table, tsv
+and raw_json formats, declare/delete of every object type, publish/get,
+purge, close, definitions export/import and policies.  Every command's effect
+is checked independently, through pika or the management API
+(tests/interop/mgmt.py).
 
-Getting the script (the project does not carry a copy of it): the session
-fixture ``rabbitmqadmin_script`` uses, in this order,
+The session fixture ``rabbitmqadmin_script`` is parametrized, so every test
+runs once with each script: ``rabbitmq-script`` and ``warren-script``.
+
+Getting RabbitMQ's script (the project does not carry a copy of it), in this
+order:
 
 * ``RABBITMQADMIN=/path/to/rabbitmqadmin`` if set (``RABBITMQADMIN=download``
   skips the next step, to exercise the download path on a machine that has it);
@@ -21,11 +28,20 @@ fixture ``rabbitmqadmin_script`` uses, in this order,
   ``usr/bin/rabbitmqadmin`` or the management plugin's
   ``priv/www/cli/rabbitmqadmin``.
 
-If none works the tests fail (not skip) with what was tried.  The script runs
-under the interop venv's Python (``sys.executable``), with HOME pointed at an
-empty directory so a developer's ``~/.rabbitmqadmin.conf`` cannot interfere.
-``python tests/interop/test_rabbitmqadmin.py --fetch`` runs only the lookup
-(and download) and prints the path.
+If none works the tests fail (not skip) with what was tried.
+
+Getting Warren's script: ``WARREN_RABBITMQADMIN=/path`` if set (e.g. the file
+in the repository, to test it without a broker that serves it); otherwise it
+is downloaded from the broker under test, ``http://HOST:MGMT/cli/rabbitmqadmin``
+(the tests fail if the broker does not serve it).  A broker that is RabbitMQ
+(``WARREN_BIN=tests/interop/rabbitmq-as-warren.sh``, or one that serves
+RabbitMQ's script at that path) does not serve Warren's, so the file in the
+repository is used: RabbitMQ's server must work with Warren's script too.
+
+Both scripts run under the interop venv's Python (``sys.executable``), with
+HOME pointed at an empty directory so a developer's ``~/.rabbitmqadmin.conf``
+cannot interfere.  ``python tests/interop/test_rabbitmqadmin.py --fetch`` runs
+only the lookup (and download) of RabbitMQ's script and prints the path.
 
 What rabbitmqadmin sends (plain http.client, no Accept header): JSON bodies
 built from ``key=value`` arguments, so booleans are the *strings* ``"true"`` /
@@ -37,7 +53,10 @@ dotted for nested keys such as ``queue_totals.messages``).  400 answers must
 have a JSON ``reason`` (printed), 401 and 404 give "Access refused" / "Not
 found" with exit code 1.  ``list policies`` ignores -V (``GET /api/policies``),
 ``export``/``import`` with -V use ``/api/definitions/{vhost}``.  In the table
-format a JSON ``null`` in a listed column crashes the script (len(None)).
+format a JSON ``null`` in a listed column crashes RabbitMQ's script
+(len(None)); Warren's shows an empty cell.  Warren's script sends the same
+requests (method, path, query, headers, body), except that ``get`` keeps
+``payload_file`` to itself.
 
 What RabbitMQ 3.10 does with that (the assertions below): the strings
 ``"true"``/``"false"`` are booleans (other strings: 400 ``["not_boolean",
@@ -61,7 +80,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,6 +232,48 @@ def locate_rabbitmqadmin(log: Optional[list] = None) -> Path:
                      + "\n".join(tried))
 
 
+# Warren's script, in the repository and as the broker serves it
+WARREN_SCRIPT = REPO_ROOT / "crates" / "warren-management" / "cli" / "rabbitmqadmin"
+WARREN_SCRIPT_MARK = b"Warren's command-line client"  # in its header
+SERVED_PATH = "/cli/rabbitmqadmin"
+
+
+def _broker_is_rabbitmq_stand_in() -> bool:
+    return not os.environ.get("AMQP_URL") and \
+        Path(os.environ.get("WARREN_BIN", "")).name == "rabbitmq-as-warren.sh"
+
+
+def locate_warren_rabbitmqadmin(mgmt_url: str, workdir: Path) -> Path:
+    """WARREN_RABBITMQADMIN if set, else the script the broker serves at /cli/rabbitmqadmin
+    (saved under ``workdir``), else, for RabbitMQ, the repository's file."""
+    explicit = os.environ.get("WARREN_RABBITMQADMIN", "").strip()
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise FetchError(f"WARREN_RABBITMQADMIN={explicit} is not a file")
+        return path
+    url = mgmt_url.rstrip("/") + SERVED_PATH
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            status, body = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, b""
+    except OSError as exc:
+        raise FetchError(f"GET {url}: {exc}") from None
+    if status == 200 and WARREN_SCRIPT_MARK in body[:2000]:
+        path = workdir / "rabbitmqadmin"
+        path.write_bytes(body)
+        path.chmod(0o755)
+        return path
+    served_rabbitmqs = status == 200 and body.startswith(b"#!") and b"python" in body.split(b"\n", 1)[0]
+    if served_rabbitmqs or _broker_is_rabbitmq_stand_in():
+        # RabbitMQ: it serves its own script (or none); test Warren's against it from the repository
+        return WARREN_SCRIPT
+    what = f"HTTP {status}" + (", not Warren's script" if status == 200 else "")
+    raise FetchError(f"the broker does not serve Warren's rabbitmqadmin at {url} ({what}); set "
+                     f"WARREN_RABBITMQADMIN={WARREN_SCRIPT.relative_to(REPO_ROOT)} to test the file directly")
+
+
 _HOME: list = []
 
 
@@ -337,18 +400,23 @@ def rows_by(rows: list[dict], key: str = "name") -> dict:
 
 # --- fixtures -----------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def rabbitmqadmin_script() -> Path:
+@pytest.fixture(scope="session", params=["rabbitmq", "warren"], ids=["rabbitmq-script", "warren-script"])
+def rabbitmqadmin_script(request, mgmt, tmp_path_factory) -> Path:
+    """RabbitMQ's script or Warren's (see the module docstring)."""
     error = None
     try:
-        path = locate_rabbitmqadmin()
+        if request.param == "rabbitmq":
+            path = locate_rabbitmqadmin()
+        else:
+            path = locate_warren_rabbitmqadmin(mgmt.base_url, tmp_path_factory.mktemp("warren-rabbitmqadmin"))
         version = script_version(path)
     except FetchError as exc:
         error = str(exc)
     if error is not None:
         pytest.fail(error, pytrace=False)
     if not version.startswith("3."):
-        pytest.fail(f"{path} is rabbitmqadmin {version}, not RabbitMQ 3.x's Python script", pytrace=False)
+        pytest.fail(f"{path} is rabbitmqadmin {version}, not a script compatible with RabbitMQ 3.x's",
+                    pytrace=False)
     return path
 
 
@@ -1097,6 +1165,19 @@ def test_vhost_limits(admin, mgmt, vhost, uid, vch):
     # (RabbitMQ keeps an entry with an empty value array; Warren drops it)
     assert all(not r["value"] for r in admin.json("list", "vhost_limits", vhost=None) if r["vhost"] == vhost)
     admin.run("declare", "queue", f"name={uid}.two", "durable=false")
+
+
+# --- the served script ------------------------------------------------------------------------
+
+def test_the_broker_serves_its_script_without_login(mgmt):
+    """GET /cli/rabbitmqadmin, no credentials (RabbitMQ serves its script the
+    same way): the repository's file, byte for byte."""
+    if _broker_is_rabbitmq_stand_in():
+        pytest.skip("RabbitMQ serves its own script")
+    with urllib.request.urlopen(mgmt.base_url.rstrip("/") + SERVED_PATH, timeout=30) as resp:
+        assert resp.status == 200
+        body = resp.read()
+    assert body == WARREN_SCRIPT.read_bytes()
 
 
 # --- errors -----------------------------------------------------------------------------------

@@ -2,6 +2,10 @@
 //! binary and served without authentication (the page logs in itself,
 //! through the API, with the broker's users). Everything it shows comes
 //! from the API paths RabbitMQ's UI uses.
+//!
+//! Also Warren's `rabbitmqadmin` (`cli/rabbitmqadmin`, a Python script that
+//! takes RabbitMQ's rabbitmqadmin command lines), at `/cli/rabbitmqadmin`
+//! where RabbitMQ's management plugin serves its own.
 
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::response::IntoResponse;
@@ -13,6 +17,7 @@ use crate::AppState;
 const INDEX: &str = include_str!("../ui/index.html");
 const SCRIPT: &str = include_str!("../ui/app.js");
 const STYLE: &str = include_str!("../ui/app.css");
+const ADMIN_CLI: &str = include_str!("../cli/rabbitmqadmin");
 
 /// The page takes nothing from elsewhere, and may not be framed.
 const POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
@@ -31,6 +36,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/ui/app.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+        )
+        .route(
+            "/cli/rabbitmqadmin",
+            get(|| async { asset("text/x-python; charset=utf-8", ADMIN_CLI) }),
         )
 }
 
