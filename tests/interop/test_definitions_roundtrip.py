@@ -28,7 +28,10 @@ were made through the management API:
 The test imports that file into a fresh broker (``POST /api/definitions``,
 204), checks every object through the API and the users' logins over AMQP,
 compares the broker's own export with the fixture semantically, restarts the
-broker and compares again.  Ignored as broker-specific: ``rabbit_version``,
+broker and compares again.  A second test takes the way back: the broker's
+export (after importing the fixture) is imported into a fresh RabbitMQ 3.10
+node, which must end up with the same objects, logins included.  It needs
+the ``rabbitmq-server`` package and is skipped where it is not installed.  Ignored as broker-specific: ``rabbit_version``,
 ``rabbitmq_version``, ``product_*``, ``global_parameters``
 (``internal_cluster_id``, ``cluster_name``), the users' ``limits``.
 """
@@ -36,16 +39,20 @@ broker and compares again.  Ignored as broker-specific: ``rabbit_version``,
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 
 import pika
 import pytest
 
-from brokerctl import pika_params
+from brokerctl import WarrenProcess, pika_params
 from mgmt import Mgmt, q
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "rabbitmq-3.10-definitions.json"
+HERE = Path(__file__).resolve().parent
+FIXTURE = HERE / "fixtures" / "rabbitmq-3.10-definitions.json"
+STAND_IN = HERE / "rabbitmq-as-warren.sh"
 
 PASSWORDS = {
     "guest": "guest",
@@ -185,16 +192,20 @@ def check_objects(api: Mgmt, node, fixture: dict) -> None:
             assert got == [{"vhost": p["vhost"], "value": p["value"]}]
 
 
-@pytest.mark.timeout(300)  # RabbitMQ takes a while to boot, twice
-def test_definitions_roundtrip(broker_factory):
+def _fresh_broker_with_fixture(broker_factory):
+    """A fresh broker into which the fixture was imported."""
     fixture = json.loads(FIXTURE.read_text())
     node = broker_factory.start()
     api = Mgmt(node.mgmt_url, "guest", "guest")
     _wait_reachable(api)
-
     r = api.post("/api/definitions", fixture)
     assert r.status == 204, f"POST /api/definitions: HTTP {r.status} {r.body!r}"
+    return node, api, fixture
 
+
+@pytest.mark.timeout(300)  # RabbitMQ takes a while to boot, twice
+def test_definitions_roundtrip(broker_factory):
+    node, api, fixture = _fresh_broker_with_fixture(broker_factory)
     check_objects(api, node, fixture)
     assert_same_definitions(_get(api, "/api/definitions"), fixture)
 
@@ -202,3 +213,29 @@ def test_definitions_roundtrip(broker_factory):
     _wait_reachable(api, what="the management API after the restart")
     assert_same_definitions(_get(api, "/api/definitions"), fixture)
     check_objects(api, node, fixture)
+
+
+def _rabbitmq_installed() -> bool:
+    return bool(shutil.which("rabbitmq-server") or os.access("/usr/sbin/rabbitmq-server", os.X_OK))
+
+
+@pytest.mark.timeout(300)
+def test_export_imports_into_rabbitmq(broker_factory, tmp_path):
+    """The broker's own export, taken after importing RabbitMQ's, goes back
+    into a fresh RabbitMQ 3.10 node unchanged: same objects, same logins."""
+    if not _rabbitmq_installed():
+        pytest.skip("needs RabbitMQ (apt-get install rabbitmq-server) to import into")
+    _, api, fixture = _fresh_broker_with_fixture(broker_factory)
+    exported = _get(api, "/api/definitions")
+
+    rabbit = WarrenProcess(STAND_IN, tmp_path / "rabbitmq", mgmt_port=None)
+    try:
+        rabbit.start(timeout=120)
+        rapi = Mgmt(rabbit.mgmt_url, "guest", "guest")
+        _wait_reachable(rapi, what="RabbitMQ's management API")
+        r = rapi.post("/api/definitions", exported)
+        assert r.status in (201, 204), f"RabbitMQ refused the export: HTTP {r.status} {r.body!r}"
+        assert_same_definitions(_get(rapi, "/api/definitions"), fixture)
+        check_objects(rapi, rabbit, fixture)
+    finally:
+        rabbit.stop()
