@@ -67,6 +67,26 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
         || log "could not install chromium; test_web_ui.py will fail"
 fi
 
+# --- RabbitMQ for the definitions round trip's way back --------------------
+# test_definitions_roundtrip.py imports Warren's export into a RabbitMQ 3.10
+# node it starts itself (through rabbitmq-as-warren.sh); the package is
+# installed without letting its scripts start a node of their own.
+if ! command -v rabbitmq-server >/dev/null 2>&1 && [ ! -x /usr/sbin/rabbitmq-server ] \
+    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing RabbitMQ (not started) for the definitions round trip"
+    export DEBIAN_FRONTEND=noninteractive
+    made_policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    apt-get install -y -qq rabbitmq-server >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null && apt-get install -y -qq rabbitmq-server >/dev/null; } \
+        || log "could not install rabbitmq-server; the way back to RabbitMQ is skipped"
+    if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
+fi
+
 # --- Node clients ---------------------------------------------------------
 lock_stamp="$(stamp_of "$INTEROP_DIR/package-lock.json")"
 if [ "$(cat "$INTEROP_DIR/node_modules/.interop-lock" 2>/dev/null || true)" != "$lock_stamp" ]; then
