@@ -12,6 +12,12 @@
 //! all settled is deleted, and the ack log is rewritten when most of it
 //! describes deleted segments. Opening a store recovers it from its
 //! directory: see `docs/storage-format.md` for the steps.
+//!
+//! A new store creates nothing until its first message: its directory, ack
+//! log and first segment come with the first write (`materialize`), so a
+//! durable declare costs no file-system work and an idle queue that never
+//! had a message costs no files. A missing or empty directory opens as such
+//! a store.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -23,7 +29,7 @@ use tracing::{debug, error, warn};
 use warren_core::{Message, MessageStore, QueuedMessage, StoreError, SyncTicket};
 use warren_protocol::DecodeError;
 
-use crate::ack_log::AckLog;
+use crate::ack_log::{AckLog, RecoveredAcks};
 use crate::disk::{Disk, DiskFile};
 use crate::record::{
     encode_message, file_header, AckEntry, Stored, FILE_HEADER_LEN, SEGMENT_MAGIC,
@@ -81,9 +87,11 @@ pub struct DiskQueueStore {
     options: StoreOptions,
     /// Ordered by id and so by sequence number; the last one is written.
     segments: VecDeque<Segment>,
-    write_file: Arc<dyn DiskFile>,
+    /// The last segment's file; `None` until the first message.
+    write_file: Option<Arc<dyn DiskFile>>,
     next_segment_id: u64,
-    ack_log: AckLog,
+    /// `None` until the first message (nothing is on disk yet).
+    ack_log: Option<AckLog>,
     /// The ack log size (in records) that triggers a compaction check.
     compact_at: u64,
     requeued: BTreeMap<u64, QueuedMessage>,
@@ -184,18 +192,15 @@ impl DiskQueueStore {
         sync: Arc<SyncCoordinator>,
         options: StoreOptions,
     ) -> Result<Self, StoreError> {
+        // Missing or empty: a new store (or one created just before a
+        // crash, before any file), made on its first write.
         let names = disk.list(&dir)?;
-        if names.is_empty() {
-            // New (or created just before a crash, before any file): its
-            // entry must be durable before anything is written in it. A
-            // directory with files got there through this very step, so a
-            // recovery does not sync the parent once per queue.
-            disk.create_dir_all(&dir)?;
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                disk.sync_dir(parent)?;
-            }
-        }
-        let (ack_log, acks) = AckLog::open(&*disk, &dir)?;
+        let (ack_log, acks) = if names.is_empty() {
+            (None, RecoveredAcks::default())
+        } else {
+            let (log, acks) = AckLog::open(&*disk, &dir)?;
+            (Some(log), acks)
+        };
 
         let mut ids: Vec<u64> = names
             .iter()
@@ -226,13 +231,14 @@ impl DiskQueueStore {
             .max(acks.seq_floor);
         let mut next_segment_id = ids.last().map_or(1, |id| id + 1);
         let write_file = match last_file {
-            Some(file) => file,
-            None => {
+            Some(file) => Some(file),
+            None if ack_log.is_some() => {
                 let file = create_segment_file(&*disk, &dir, next_segment_id)?;
                 segments.push_back(Segment::new(next_segment_id, next_seq));
                 next_segment_id += 1;
-                file
+                Some(file)
             }
+            None => None,
         };
         let unread = segments.iter().map(|s| s.unread).sum();
         let cursor = Cursor::at_start_of(segments.front().map_or(0, |s| s.id));
@@ -306,14 +312,34 @@ impl DiskQueueStore {
         self.segments[i].holds(seq).then_some(i)
     }
 
+    /// Creates the directory and the ack log of a store that has none yet.
+    /// The directory's entry is durable before anything is written in it (a
+    /// directory with files got there through this step, so a recovery does
+    /// not sync the parent once per queue).
+    fn materialize(&mut self) -> Result<&mut AckLog, StoreError> {
+        if self.ack_log.is_none() {
+            self.disk.create_dir_all(&self.dir)?;
+            if let Some(parent) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                self.disk.sync_dir(parent)?;
+            }
+            let (log, _) = AckLog::open(&*self.disk, &self.dir)?;
+            self.ack_log = Some(log);
+        }
+        Ok(self.ack_log.as_mut().expect("just opened"))
+    }
+
     /// Starts a new segment for writing.
     fn roll(&mut self) -> Result<(), StoreError> {
+        self.materialize()?;
         let id = self.next_segment_id;
-        self.write_file = create_segment_file(&*self.disk, &self.dir, id)?;
+        self.write_file = Some(create_segment_file(&*self.disk, &self.dir, id)?);
         self.next_segment_id += 1;
         self.segments.push_back(Segment::new(id, self.next_seq));
         if self.segments.len() >= 2 {
             self.delete_if_settled(self.segments.len() - 2);
+        } else {
+            // The first segment of a new store.
+            self.cursor = Cursor::at_start_of(id);
         }
         Ok(())
     }
@@ -363,7 +389,9 @@ impl DiskQueueStore {
             return Ok(Arc::clone(file));
         }
         let file = if i + 1 == self.segments.len() {
-            Arc::clone(&self.write_file)
+            self.write_file
+                .clone()
+                .ok_or_else(|| io::Error::other("no segment is being written"))?
         } else {
             self.disk
                 .open(&self.dir.join(segment_file_name(self.segments[i].id)))?
@@ -375,7 +403,9 @@ impl DiskQueueStore {
     /// Rewrites the ack log if it is large and mostly about deleted
     /// segments.
     fn maybe_compact(&mut self) {
-        let records = self.ack_log.records();
+        let Some(records) = self.ack_log.as_ref().map(AckLog::records) else {
+            return;
+        };
         if records < self.compact_at {
             return;
         }
@@ -393,11 +423,14 @@ impl DiskQueueStore {
         let DiskQueueStore {
             disk,
             segments,
-            ack_log,
+            ack_log: Some(ack_log),
             delivered_up_to,
             delivery_counts,
             ..
-        } = self;
+        } = self
+        else {
+            return;
+        };
         let entries = std::iter::once(AckEntry::DeliveredUpTo(*delivered_up_to))
             .chain(segments.iter().flat_map(|s| {
                 s.acked.ranges().map(|(from, to)| {
@@ -466,7 +499,13 @@ impl DiskQueueStore {
             return Ok(());
         };
         let persistent = std::mem::take(&mut self.staged_persistent);
-        let result = match self.write_file.append(&self.staged) {
+        let Some(file) = self.write_file.clone() else {
+            self.staged.clear();
+            return Err(StoreError::Corrupt(
+                "records staged without a segment".into(),
+            ));
+        };
+        let result = match file.append(&self.staged) {
             Ok(offset) if offset == from.end => Ok(()),
             Ok(offset) => Err(StoreError::Corrupt(format!(
                 "segment grew outside the store (append at {offset}, expected {})",
@@ -481,7 +520,7 @@ impl DiskQueueStore {
         match result {
             Ok(()) => {
                 if persistent {
-                    self.written_ticket = Some(self.sync.mark_dirty(&self.write_file));
+                    self.written_ticket = Some(self.sync.mark_dirty(&file));
                 }
                 Ok(())
             }
@@ -499,7 +538,7 @@ impl DiskQueueStore {
                 self.next_seq = from.next_seq;
                 // Part of the records may be on disk; recovery must not
                 // find them.
-                if self.write_file.truncate(from.end).is_err() {
+                if file.truncate(from.end).is_err() {
                     w.sealed = true;
                 }
                 // The publisher hears of it through nacks; the queue logs it.
@@ -528,8 +567,8 @@ impl DiskQueueStore {
     /// durable) promises nothing across a restart, so its ack log is never
     /// synced: syncing it would only make appends wait for writeback.
     fn ack_log_written(&self) {
-        if self.options.durable {
-            self.sync.mark_dirty(self.ack_log.file());
+        if let (true, Some(log)) = (self.options.durable, &self.ack_log) {
+            self.sync.mark_dirty(log.file());
         }
     }
 
@@ -543,10 +582,12 @@ impl DiskQueueStore {
         if self.acks_staged.is_empty() {
             return;
         }
-        match self.ack_log.append(&self.acks_staged) {
+        let staged = std::mem::take(&mut self.acks_staged);
+        match self.materialize().and_then(|log| Ok(log.append(&staged)?)) {
             Ok(()) => self.ack_log_written(),
             Err(e) => warn!(error = %e, "cannot record acks"),
         }
+        self.acks_staged = staged;
         self.acks_staged.clear();
         self.maybe_compact();
     }
@@ -852,7 +893,7 @@ impl MessageStore for DiskQueueStore {
         if entries.is_empty() {
             return Ok(0);
         }
-        self.ack_log.append(&entries)?;
+        self.materialize()?.append(&entries)?;
         self.ack_log_written();
         for seq in std::mem::take(&mut self.requeued).into_keys() {
             if let Some(i) = self.segment_holding(seq) {

@@ -446,3 +446,41 @@ fn corruption_found_while_delivering_is_skipped_not_served() {
     let seqs: Vec<u64> = drain(&mut store).iter().map(|m| m.seq).collect();
     assert_eq!(seqs, [0, 1, 2, 3, 4, 10]);
 }
+
+#[test]
+fn a_new_store_creates_nothing_until_its_first_message() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("q");
+    let mut store = open(&dir, StoreOptions::default());
+    assert!(store.is_empty());
+    assert!(store.pop().expect("pop").is_none());
+    assert_eq!(store.purge().expect("purge"), 0);
+    store.flush().expect("flush");
+    assert!(!dir.exists(), "an idle store has no directory");
+    drop(store);
+    // Reopened, and opened on an empty directory (made just before a
+    // crash), it is still new.
+    let store = open(&dir, StoreOptions::default());
+    assert!(store.is_empty() && !dir.exists());
+    drop(store);
+    fs::create_dir_all(&dir).unwrap();
+    let mut store = open(&dir, StoreOptions::default());
+    assert!(store.is_empty());
+
+    let msg = simple("first", true);
+    push(&mut store, 0, &msg);
+    assert!(dir.join("acks").exists());
+    assert_eq!(segment_files(&dir).len(), 1);
+    let got = store.pop().expect("pop").expect("the message");
+    assert_eq!(got.seq, 0);
+    store.ack(&got).expect("ack");
+    store.flush().expect("flush");
+    drop(store);
+    let mut store = open(&dir, StoreOptions::default());
+    assert!(store.pop().expect("pop").is_none(), "the ack was recorded");
+    assert_eq!(store.next_seq(), 1);
+
+    // Destroying a store that never wrote anything is fine too.
+    let mut idle = open(&tmp.path().join("idle"), StoreOptions::default());
+    idle.destroy().expect("destroy");
+}
