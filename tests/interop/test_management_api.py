@@ -30,6 +30,7 @@ What RabbitMQ 3.10 answers (the assertions below):
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pika.exceptions
@@ -131,6 +132,34 @@ def test_overview_counts_messages_as_they_flow(mgmt, ch, uid):
     assert after["deliver_get"] - before.get("deliver_get", 0) >= 5
     for key in ("publish", "deliver_get", "ack"):
         assert isinstance(after[f"{key}_details"]["rate"], (int, float))
+
+
+def test_overview_message_stats_cover_only_the_callers_vhosts(mgmt, user_factory, vhost_factory,
+                                                             connect_as, broker):
+    """A management user's overview counts the messages of its own vhosts; a
+    monitoring user's (and an administrator's) the node's."""
+    u = user_factory(tags="management")
+    watcher = user_factory(tags="monitoring")
+    mine, other = vhost_factory(".mine"), vhost_factory(".other")
+    mgmt.set_permissions(mine, u.name)
+    for vhost, count in ((mine, 3), (other, 7)):
+        conn = connect_as(broker.user, vhost=vhost, password=broker.password)
+        ch = conn.channel()
+        ch.queue_declare("counted")
+        for i in range(count):
+            ch.basic_publish("", "counted", f"m{i}".encode())
+        ch.queue_declare("counted", passive=True)  # the publishes were handled
+        conn.close()
+
+    def stats(user):
+        body = mgmt.as_user(user.name, user.password).get("/api/overview").body
+        return body.get("message_stats") or {}
+
+    poll(lambda: stats(u), lambda s: s.get("publish", 0) >= 3, what="its vhost's publishes")
+    time.sleep(1.5)
+    assert stats(u)["publish"] == 3
+    poll(lambda: stats(watcher), lambda s: s.get("publish", 0) >= 10,
+         what="the node's publishes, for a monitoring user")
 
 
 def test_management_user_reads_overview(mgmt, user_factory):

@@ -1,11 +1,13 @@
 //! `/api/overview` and `/api/whoami`.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use warren_server::stats::{Churn, Counter, MessageStats};
+use warren_server::stats::{Churn, Counter, MessageStats, Totals, N};
 
 use crate::auth::Caller;
 use crate::AppState;
@@ -20,10 +22,9 @@ async fn whoami(caller: Caller) -> Json<Value> {
     Json(json!({"name": caller.user.name, "tags": caller.user.tags}))
 }
 
-/// The broker's message counters with their rates, as RabbitMQ's
-/// `message_stats` (`deliver_get` sums deliveries and gets).
-pub fn message_stats(stats: &MessageStats) -> Value {
-    let (totals, rates) = stats.rates();
+/// Message counters with their rates, as RabbitMQ's `message_stats`
+/// (`deliver_get` sums deliveries and gets).
+pub fn message_stats((totals, rates): (Totals, [f64; N])) -> Value {
     let mut out = serde_json::Map::new();
     let mut put = |name: &str, total: u64, rate: f64| {
         out.insert(name.to_string(), json!(total));
@@ -111,7 +112,15 @@ async fn overview(State(state): State<AppState>, caller: Caller) -> Json<Value> 
         "erlang_full_version": "none (Warren is written in Rust)",
         "disable_stats": false,
         "enable_queue_totals": false,
-        "message_stats": message_stats(&b.stats),
+        // As RabbitMQ: monitoring users see the node's, others the sum
+        // over their vhosts.
+        "message_stats": message_stats(if caller.level.can_monitor() {
+            b.stats.rates()
+        } else {
+            let each: Vec<Arc<MessageStats>> =
+                vhosts.iter().map(|v| b.message_stats_of(v)).collect();
+            MessageStats::summed_rates(each.iter().map(|s| &**s))
+        }),
         "churn_rates": churn_rates(&b.churn),
         "queue_totals": {
             "messages": totals.ready + totals.unacked,

@@ -100,6 +100,8 @@ pub struct Broker {
     pub churn: Churn,
     /// Each vhost's queue totals.
     pub(crate) gauges: RwLock<HashMap<String, Arc<QueueGauges>>>,
+    /// Each vhost's message counters: its connections' share of `stats`.
+    pub(crate) vhost_stats: RwLock<HashMap<String, Arc<MessageStats>>>,
 }
 
 impl Broker {
@@ -184,6 +186,7 @@ impl Broker {
             stats: MessageStats::default(),
             churn: Churn::default(),
             gauges: RwLock::new(HashMap::new()),
+            vhost_stats: RwLock::new(HashMap::new()),
             config,
             vhosts: RwLock::new(vhosts),
             access: RwLock::new(access),
@@ -242,10 +245,12 @@ impl Broker {
 
     /// A vhost's queue totals.
     pub fn gauges_of(&self, vhost: &str) -> Arc<QueueGauges> {
-        if let Some(g) = self.gauges.read().get(vhost) {
-            return Arc::clone(g);
-        }
-        Arc::clone(self.gauges.write().entry(vhost.to_string()).or_default())
+        shared_entry(&self.gauges, vhost)
+    }
+
+    /// A vhost's message counters.
+    pub fn message_stats_of(&self, vhost: &str) -> Arc<MessageStats> {
+        shared_entry(&self.vhost_stats, vhost)
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
@@ -497,6 +502,14 @@ impl Storage {
     }
 }
 
+/// The value for `key`, made on first use.
+fn shared_entry<T: Default>(map: &RwLock<HashMap<String, Arc<T>>>, key: &str) -> Arc<T> {
+    if let Some(v) = map.read().get(key) {
+        return Arc::clone(v);
+    }
+    Arc::clone(map.write().entry(key.to_string()).or_default())
+}
+
 /// Samples the message counters once a second while the broker lives.
 fn spawn_sampler(broker: &Arc<Broker>) {
     let weak = Arc::downgrade(broker);
@@ -507,7 +520,13 @@ fn spawn_sampler(broker: &Arc<Broker>) {
             let Some(broker) = weak.upgrade() else {
                 return;
             };
-            broker.stats.sample(std::time::Instant::now());
+            let now = std::time::Instant::now();
+            broker.stats.sample(now);
+            let vhosts: Vec<Arc<MessageStats>> =
+                broker.vhost_stats.read().values().cloned().collect();
+            for stats in vhosts {
+                stats.sample(now);
+            }
         }
     });
 }

@@ -83,7 +83,8 @@ impl Counter {
     }
 }
 
-const N: usize = Counter::ALL.len();
+/// How many counters there are.
+pub const N: usize = Counter::ALL.len();
 
 /// The queue types counted apart (delivery-side counters are kept per
 /// type, as rabbitmq_prometheus labels them; the others count as classic).
@@ -124,14 +125,16 @@ impl LocalStats {
         self.dirty = true;
     }
 
-    /// Adds the counts to the broker's and starts again from zero.
-    pub fn flush(&mut self, into: &MessageStats) {
+    /// Adds the counts to the broker's and to its vhost's, and starts
+    /// again from zero.
+    pub fn flush(&mut self, node: &MessageStats, vhost: &MessageStats) {
         if !self.dirty {
             return;
         }
         for (i, n) in self.counts.iter_mut().enumerate() {
             if *n > 0 {
-                into.totals[i].fetch_add(*n, Ordering::Relaxed);
+                node.totals[i].fetch_add(*n, Ordering::Relaxed);
+                vhost.totals[i].fetch_add(*n, Ordering::Relaxed);
                 *n = 0;
             }
         }
@@ -275,6 +278,20 @@ impl MessageStats {
         }
     }
 
+    /// [`rates`](Self::rates) added up over several sets of counters (a
+    /// user's vhosts).
+    pub fn summed_rates<'a>(all: impl IntoIterator<Item = &'a MessageStats>) -> (Totals, [f64; N]) {
+        let mut sum = ([0u64; N], [0.0; N]);
+        for stats in all {
+            let (totals, rates) = stats.rates();
+            for i in 0..N {
+                sum.0[i] += totals[i];
+                sum.1[i] += rates[i];
+            }
+        }
+        sum
+    }
+
     /// The totals and each counter's rate per second over the last few
     /// seconds (0 until two samples exist).
     pub fn rates(&self) -> (Totals, [f64; N]) {
@@ -308,14 +325,16 @@ mod tests {
     #[test]
     fn local_counts_reach_the_totals_and_rates_follow_the_samples() {
         let stats = MessageStats::default();
+        let vhost = MessageStats::default();
         let mut local = LocalStats::default();
         let t0 = Instant::now();
         stats.sample(t0);
         local.add(Counter::Publish, 10);
         local.add(Counter::Ack, 4);
-        local.flush(&stats);
-        local.flush(&stats);
+        local.flush(&stats, &vhost);
+        local.flush(&stats, &vhost);
         assert_eq!(stats.get(Counter::Publish), 10);
+        assert_eq!(vhost.get(Counter::Publish), 10);
         stats.sample(t0 + Duration::from_secs(2));
         let (totals, rates) = stats.rates();
         assert_eq!(totals[Counter::Ack as usize], 4);

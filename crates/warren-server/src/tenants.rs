@@ -118,6 +118,7 @@ impl Broker {
         };
         self.policies.write().remove_vhost(name);
         self.gauges.write().remove(name);
+        self.vhost_stats.write().remove(name);
         self.change_access(|ac| ac.delete_vhost(name));
         self.connections.close_where(
             |c| c.vhost == name,

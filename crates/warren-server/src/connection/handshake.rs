@@ -214,6 +214,7 @@ impl Connection {
                     grants,
                     grants_generation,
                     stats: LocalStats::default(),
+                    vhost_stats: self.broker.message_stats_of(&m.virtual_host),
                 });
                 self.out.method(0, ConnectionOpenOk::default());
                 self.phase = Phase::Running;

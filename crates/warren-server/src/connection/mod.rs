@@ -37,7 +37,7 @@ use crate::broker::{Broker, VHost};
 use crate::channel::{Channel, PendingAcks};
 use crate::queue::{Consumer, QueueCell};
 use crate::staging::Staging;
-use crate::stats::{Churn, Counter, LocalStats};
+use crate::stats::{Churn, Counter, LocalStats, MessageStats};
 
 /// Stop reading from the client while this much output waits to be written.
 const WRITE_HIGH_WATER: usize = 1 << 20;
@@ -203,6 +203,8 @@ pub struct ConnCtx {
     pub grants_generation: u64,
     /// Message counts not yet added to the broker's.
     pub stats: LocalStats,
+    /// The vhost's message counters (the broker's, for its vhost only).
+    pub vhost_stats: Arc<MessageStats>,
 }
 
 impl ConnCtx {
@@ -585,7 +587,7 @@ impl Connection {
     /// Adds this connection's message counts to the broker's.
     fn flush_stats(&mut self) {
         if let Some(ctx) = self.ctx.as_mut() {
-            ctx.stats.flush(&ctx.broker.stats);
+            ctx.stats.flush(&ctx.broker.stats, &ctx.vhost_stats);
         }
     }
 
@@ -637,7 +639,7 @@ impl Connection {
         });
         ctx.confirm_dirty = still;
         ctx.stats.add(Counter::Confirm, confirmed);
-        ctx.stats.flush(&ctx.broker.stats);
+        ctx.stats.flush(&ctx.broker.stats, &ctx.vhost_stats);
     }
 
     fn waiting_for_sync(&self) -> bool {
