@@ -8,7 +8,10 @@ shows; creates U users through the management API, each with permissions
 on `/`; then restarts the broker and reports how long it took until its
 port accepted connections again (every queue recovered), the files it
 keeps open, its memory, and the disk its data directory takes per queue.
-With --connections C, `warren perf --idle-connections C` then opens C
+With --publish, one persistent message then goes to every queue (after
+the declares, untimed), so the restart recovers N stores that hold a
+message and the broker must use their files. With --connections C,
+`warren perf --idle-connections C` then opens C
 connections (one channel each) to the restarted broker and holds them,
 while the broker's open files and memory are sampled.
 
@@ -127,7 +130,7 @@ def idle_connections(node: Node, perf: str, count: int) -> dict:
 
 
 def run(name: str, binary: str, queues: int, users: int, block: int, timeout: float,
-        connections: int = 0, perf: str = "") -> dict:
+        connections: int = 0, perf: str = "", publish: bool = False) -> dict:
     data = tempfile.mkdtemp(prefix=f"declare-{name}-")
     node = Node(binary, data)
     try:
@@ -144,6 +147,15 @@ def run(name: str, binary: str, queues: int, users: int, block: int, timeout: fl
             if i % block == block - 1:
                 blocks.append((time.perf_counter() - start) * 1000 / block)
         total = time.perf_counter() - t0
+        published_s = None
+        if publish:
+            t0 = time.perf_counter()
+            props = pika.BasicProperties(delivery_mode=2)
+            for i in range(queues):
+                ch.basic_publish("", f"q{i:06d}", b"x" * 100, props)
+            ok = ch.queue_declare(f"q{queues - 1:06d}", passive=True)
+            assert ok.method.message_count == 1
+            published_s = round(time.perf_counter() - t0, 2)
         conn.close()
         files = node.open_files()
         t0 = time.perf_counter()
@@ -154,7 +166,7 @@ def run(name: str, binary: str, queues: int, users: int, block: int, timeout: fl
         users_s = time.perf_counter() - t0
         result = {"broker": name, "queues": queues, "users": users, "total_s": round(total, 2),
                   "ms_per_declare_by_block": [round(b, 3) for b in blocks],
-                  "users_s": round(users_s, 2),
+                  "users_s": round(users_s, 2), "published_s": published_s,
                   "open_files_after_declares": files,
                   "open_files_per_queue": round((files - files_before) / queues, 3)}
         # Printed now: a restart that does not finish in time still leaves
@@ -177,6 +189,7 @@ def run(name: str, binary: str, queues: int, users: int, block: int, timeout: fl
                     pika.PlainCredentials("guest", "guest")))
                 ok = conn.channel().queue_declare(last, passive=True)
                 assert ok.method.queue == last
+                assert ok.method.message_count == (1 if publish else 0)
                 conn.close()
                 break
             except pika.exceptions.ChannelClosedByBroker:
@@ -207,6 +220,8 @@ def main():
     ap.add_argument("--users", type=int, default=0)
     ap.add_argument("--connections", type=int, default=0,
                     help="idle connections to hold after the restart (warren perf)")
+    ap.add_argument("--publish", action="store_true",
+                    help="one persistent message to every queue before the restart")
     ap.add_argument("--block", type=int, default=1000)
     ap.add_argument("--timeout", type=float, default=600, help="seconds a start may take")
     ap.add_argument("--warren", default="target/release/warren",
@@ -216,10 +231,12 @@ def main():
     args = ap.parse_args()
     if not args.rabbitmq_only:
         print(json.dumps(run("warren", args.warren, args.queues, args.users, args.block,
-                             args.timeout, args.connections, args.warren)), flush=True)
+                             args.timeout, args.connections, args.warren, args.publish)),
+              flush=True)
     if args.rabbitmq:
         print(json.dumps(run("rabbitmq", args.rabbitmq, args.queues, args.users, args.block,
-                             args.timeout, args.connections, args.warren)), flush=True)
+                             args.timeout, args.connections, args.warren, args.publish)),
+              flush=True)
 
 
 if __name__ == "__main__":
