@@ -155,6 +155,10 @@ def test_overview_message_stats_cover_only_the_callers_vhosts(mgmt, user_factory
         body = mgmt.as_user(user.name, user.password).get("/api/overview").body
         return body.get("message_stats") or {}
 
+    body = mgmt.as_user(u.name, u.password).get("/api/overview").body
+    assert not {"node", "listeners", "contexts"} & set(body), "where the node listens: monitors only"
+    body = mgmt.as_user(watcher.name, watcher.password).get("/api/overview").body
+    assert {"node", "listeners", "contexts"} <= set(body)
     poll(lambda: stats(u), lambda s: s.get("publish", 0) >= 3, what="its vhost's publishes")
     time.sleep(1.5)
     assert stats(u)["publish"] == 3

@@ -82,12 +82,25 @@ fn round(rate: f64) -> f64 {
 }
 
 async fn overview(State(state): State<AppState>, caller: Caller) -> Json<Value> {
+    let mut body = overview_body(&state, &caller);
+    // As RabbitMQ: where the node listens is for monitoring users.
+    if !caller.level.can_monitor() {
+        if let Some(o) = body.as_object_mut() {
+            for key in ["node", "listeners", "contexts"] {
+                o.remove(key);
+            }
+        }
+    }
+    Json(body)
+}
+
+fn overview_body(state: &AppState, caller: &Caller) -> Value {
     let b = &state.broker;
     let vhosts: Vec<String> = b
         .access()
         .vhosts()
         .map(|v| v.name.clone())
-        .filter(|v| caller.sees_vhost(&state, v))
+        .filter(|v| caller.sees_vhost(state, v))
         .collect();
     let totals = b.totals(&vhosts);
     let version = env!("CARGO_PKG_VERSION");
@@ -95,7 +108,7 @@ async fn overview(State(state): State<AppState>, caller: Caller) -> Json<Value> 
         .iter()
         .map(|t| json!({"name": t, "description": "", "enabled": true}))
         .collect();
-    Json(json!({
+    json!({
         "management_version": version,
         "rates_mode": "basic",
         "sample_retention_policies": {
@@ -143,5 +156,5 @@ async fn overview(State(state): State<AppState>, caller: Caller) -> Json<Value> 
             "path": "/",
             "port": state.management_port.to_string(),
         }],
-    }))
+    })
 }
