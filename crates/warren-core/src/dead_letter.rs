@@ -159,6 +159,7 @@ pub fn dead_letter(
             msg.bcc.clone()
         },
         body: msg.body.clone(),
+        confirm: None,
     })
 }
 

@@ -37,7 +37,7 @@ pub mod vhost;
 
 pub use error::AmqpError;
 pub use exchange::{Exchange, ExchangeKind};
-pub use message::{Message, QueuedMessage};
+pub use message::{ConfirmRef, ConfirmSink, Message, QueuedMessage};
 pub use priority_store::PriorityStore;
 pub use queue::{ConsumerSpec, Effects, QueueConfig, QueueState};
 pub use routing::Destination;

@@ -5,6 +5,41 @@ use std::sync::Arc;
 use bytes::Bytes;
 use warren_protocol::{DecodeError, FieldTable, FieldValue, PropertiesRef};
 
+/// Where a queue reports that a consumer settled a copy of a message
+/// whose publisher waits for a confirm (see [`ConfirmRef`]). Implemented by
+/// the runtime; the queue only hands it the tags.
+pub trait ConfirmSink: Send + Sync {
+    /// A queue stored one copy of each of these publishes, whose confirm
+    /// waits for the disk there. Reported under the queue's lock, so
+    /// before any consumer can settle the copy.
+    fn expect(&self, tags: &[u64]);
+    /// Consumers settled (acked, rejected, or took without ack) one copy
+    /// of each of these publishes that [`expect`](Self::expect) announced.
+    fn settled(&self, tags: &[u64]);
+    /// A copy of each of these publishes could not be written and was
+    /// dropped: their confirms must be nacks.
+    fn failed(&self, tags: &[u64]);
+}
+
+/// A publish waiting for its confirm: the publisher's sink and the
+/// publish's sequence number there. A persistent message consumed and
+/// acknowledged before it reached the disk no longer needs the disk for
+/// its confirm (the broker has taken responsibility for it), so a queue
+/// that settles such a copy says so through this.
+#[derive(Clone)]
+pub struct ConfirmRef {
+    pub sink: Arc<dyn ConfirmSink>,
+    pub tag: u64,
+}
+
+impl std::fmt::Debug for ConfirmRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfirmRef")
+            .field("tag", &self.tag)
+            .finish()
+    }
+}
+
 /// A published message. Routed to many queues, it is one allocation shared
 /// through [`Arc`]; the body is a [`Bytes`] that usually points straight into
 /// the buffer the frame was read into.
@@ -26,6 +61,10 @@ pub struct Message {
     /// dead letter of it.
     pub bcc: Vec<String>,
     pub body: Bytes,
+    /// The publisher's confirm, when it waits for one. Only the message as
+    /// published carries it: copies (dead letters, messages read back from
+    /// disk) do not.
+    pub confirm: Option<ConfirmRef>,
 }
 
 /// Reads an `expiration` property: milliseconds, if valid (see
@@ -58,6 +97,7 @@ impl Message {
             priority,
             bcc: Vec::new(),
             body,
+            confirm: None,
         })
     }
 
@@ -129,6 +169,7 @@ impl Message {
             priority: self.priority,
             bcc: self.bcc.clone(),
             body: self.body.clone(),
+            confirm: None,
         })
     }
 }

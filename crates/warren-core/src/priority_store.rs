@@ -50,6 +50,23 @@ impl MessageStore for PriorityStore {
         self.levels[l].push(msg)
     }
 
+    fn write_now(&mut self) -> Result<(), StoreError> {
+        for level in &mut self.levels {
+            level.write_now()?;
+        }
+        Ok(())
+    }
+
+    fn set_consumed(&mut self, consumed: bool) {
+        for level in &mut self.levels {
+            level.set_consumed(consumed);
+        }
+    }
+
+    fn confirms_on_sync(&self, msg: &Message) -> bool {
+        self.levels[self.level(msg)].confirms_on_sync(msg)
+    }
+
     fn flush(&mut self) -> Result<Option<SyncTicket>, StoreError> {
         let mut ticket: Option<SyncTicket> = None;
         let mut failed = None;
@@ -142,6 +159,7 @@ mod tests {
                 priority,
                 bcc: Vec::new(),
                 body: Bytes::from_static(b"x"),
+                confirm: None,
             }),
             redelivered: false,
             expires_at: None,

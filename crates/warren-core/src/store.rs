@@ -37,6 +37,21 @@ pub trait MessageStore: Send {
     fn flush(&mut self) -> Result<Option<SyncTicket>, StoreError> {
         Ok(None)
     }
+    /// Whether a confirm of `msg` waits for the disk in this store (a
+    /// durable store and a message it keeps across a restart). A consumer
+    /// settling such a message before it was synced confirms it sooner
+    /// (see [`crate::ConfirmRef`]).
+    fn confirms_on_sync(&self, _msg: &crate::Message) -> bool {
+        false
+    }
+    /// Whether the queue has consumers: a store that delays writes may
+    /// then expect its ready messages to be delivered, and settled, soon.
+    fn set_consumed(&mut self, _consumed: bool) {}
+    /// Writes what [`flush`](Self::flush) left to write behind, now (a
+    /// transaction's commit must know that its messages were stored).
+    fn write_now(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Takes the oldest ready message for delivery.
     fn pop(&mut self) -> Result<Option<QueuedMessage>, StoreError>;
     /// Puts a delivered message back at its original position.

@@ -36,8 +36,8 @@ use warren_core::policy::Applied;
 use warren_core::queue::Published;
 use warren_core::queue::QueueKind;
 use warren_core::{
-    ConsumerSpec, Effects, Message, MessageStore, QueueConfig, QueueState, QueuedMessage,
-    StoreError, SyncTicket,
+    ConfirmRef, ConfirmSink, ConsumerSpec, Effects, Message, MessageStore, QueueConfig, QueueState,
+    QueuedMessage, StoreError, SyncTicket,
 };
 use warren_protocol::FieldTable;
 
@@ -460,6 +460,15 @@ impl QueueCell {
         })
     }
 
+    /// Writes now what the queue's store would write behind.
+    pub fn write_now(&self) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.deleted {
+            return Ok(());
+        }
+        inner.queue.write_now()
+    }
+
     /// Enqueues one message.
     pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> Enqueued {
         self.publish_batch(std::slice::from_ref(&msg))
@@ -478,7 +487,7 @@ impl QueueCell {
             }
             for &(seq, settle) in how {
                 let done = match settle {
-                    Settle::Ack => inner.queue.ack(seq),
+                    Settle::Ack => inner.queue.ack(seq, fx),
                     Settle::Requeue => inner.queue.reject(seq, true, fx),
                     Settle::Discard => inner.queue.reject(seq, false, fx),
                 };
@@ -508,6 +517,8 @@ impl QueueCell {
         mut fx: Effects<Arc<Consumer>>,
     ) -> Option<Later> {
         let now = now_ms();
+        // Before any delivery of these copies leaves the lock.
+        tell_publishers(&mut fx.expected, |sink, tags| sink.expect(tags));
         loop {
             if !inner.deleted && inner.queue.deliver(now, |c| c.try_reserve(), &mut fx) {
                 // Everyone refused: flag them, then look once more so a
@@ -539,6 +550,7 @@ impl QueueCell {
                 break;
             }
         }
+        tell_publishers(&mut fx.settled, |sink, tags| sink.settled(tags));
         if let Some(at) = fx.wake_at.take() {
             if !inner.deleted && inner.armed.is_none_or(|armed| at < armed) {
                 inner.armed = Some(at);
@@ -667,6 +679,32 @@ impl QueueCell {
 }
 
 /// The consumer's spec as its queue's state machine keeps it.
+/// Hands each publisher's tags to its sink in one call per run of the same
+/// publisher (usually all of them), draining `refs`.
+fn tell_publishers(refs: &mut Vec<ConfirmRef>, mut tell: impl FnMut(&dyn ConfirmSink, &[u64])) {
+    if refs.is_empty() {
+        return;
+    }
+    let mut tags = Vec::with_capacity(refs.len());
+    let mut run: Option<&ConfirmRef> = None;
+    for r in refs.iter() {
+        if let Some(first) = run {
+            if !Arc::ptr_eq(&first.sink, &r.sink) {
+                tell(&*first.sink, &tags);
+                tags.clear();
+                run = Some(r);
+            }
+        } else {
+            run = Some(r);
+        }
+        tags.push(r.tag);
+    }
+    if let Some(first) = run {
+        tell(&*first.sink, &tags);
+    }
+    refs.clear();
+}
+
 pub fn consumer_spec(consumer: &Consumer, prefetch: u32, priority: i32) -> ConsumerSpec {
     ConsumerSpec {
         priority,

@@ -142,6 +142,7 @@ mod tests {
             priority: 0,
             bcc: Vec::new(),
             body: Bytes::from(n.to_string()),
+            confirm: None,
         })
     }
 

@@ -26,6 +26,7 @@ fn message(size: usize) -> Arc<Message> {
         priority: 0,
         bcc: Vec::new(),
         body: Bytes::from(vec![0xA5; size]),
+        confirm: None,
     })
 }
 

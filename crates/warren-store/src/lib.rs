@@ -2,14 +2,18 @@
 //!
 //! Each durable queue keeps its messages in a directory of its own
 //! ([`DiskQueueStore`], an implementation of [`warren_core::MessageStore`]):
-//! append-only segment files holding every published message, and an ack
-//! log recording which of them are settled. Nothing of a ready message is
+//! append-only segment files holding every published message that was
+//! still unsettled when a sync round needed it, and an ack log recording
+//! which of them are settled. Once written, nothing of a ready message is
 //! kept in memory, so a queue's backlog is bounded by the disk, not by RAM.
 //!
 //! Durability is group-committed across all queues by one
-//! [`SyncCoordinator`]: appends return a [`SyncTicket`], a background
-//! thread syncs every file written since its last round, and publishes the
-//! ticket the round covered. Confirms wait for that ticket.
+//! [`SyncCoordinator`]: a flush hands the store over and returns a
+//! [`SyncTicket`]; a background thread has every store write out what it
+//! holds (writes are behind: a message consumers settled first is never
+//! written), syncs every file written since its last round, and publishes
+//! the ticket the round covered. Confirms wait for that ticket, or for the
+//! consumers' acks.
 //!
 //! Modules:
 //! - [`disk`]: the file-system seam ([`Disk`], [`DiskFile`]), with
@@ -19,7 +23,9 @@
 //! - `sync`: the group-commit coordinator;
 //! - `record`, `segment`, `ack_log`: the on-disk format and its recovery;
 //! - `seq_set`: range sets of settled sequence numbers;
-//! - `queue_store`: the store itself;
+//! - `queue_store`: the store itself (its operations in `ops`, the
+//!   unwritten messages and their write-out in `write_behind`, opening in
+//!   `recovery`);
 //! - `spill_store`: transient queues, in memory until their backlog
 //!   grows, then on disk;
 //! - `definitions_store`: the broker's durable definitions, a key-value

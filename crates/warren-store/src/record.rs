@@ -82,6 +82,21 @@ pub(crate) struct Stored {
     pub persistent: bool,
 }
 
+/// Checks that `msg` fits the record format (with a deadline field if
+/// `expires`), returning its payload length.
+pub(crate) fn check_encodable(msg: &Message, expires: bool) -> Result<u32, RecordError> {
+    u8::try_from(msg.exchange.len()).map_err(|_| RecordError::TooLong("exchange name"))?;
+    u8::try_from(msg.routing_key.len()).map_err(|_| RecordError::TooLong("routing key"))?;
+    u32::try_from(msg.properties.len()).map_err(|_| RecordError::TooLong("properties"))?;
+    let payload_len = MIN_PAYLOAD_LEN
+        + if expires { 8 } else { 0 }
+        + msg.exchange.len()
+        + msg.routing_key.len()
+        + msg.properties.len()
+        + msg.body.len();
+    u32::try_from(payload_len).map_err(|_| RecordError::TooLong("message"))
+}
+
 /// Appends the record of message `seq` (header and payload) to `buf`.
 pub(crate) fn encode_message(
     buf: &mut Vec<u8>,
@@ -95,19 +110,10 @@ pub(crate) fn encode_message(
     } = stored;
     let exchange = msg.exchange.as_bytes();
     let routing_key = msg.routing_key.as_bytes();
-    let exchange_len =
-        u8::try_from(exchange.len()).map_err(|_| RecordError::TooLong("exchange name"))?;
-    let routing_key_len =
-        u8::try_from(routing_key.len()).map_err(|_| RecordError::TooLong("routing key"))?;
-    let properties_len =
-        u32::try_from(msg.properties.len()).map_err(|_| RecordError::TooLong("properties"))?;
-    let payload_len = MIN_PAYLOAD_LEN
-        + if expires_at.is_some() { 8 } else { 0 }
-        + exchange.len()
-        + routing_key.len()
-        + msg.properties.len()
-        + msg.body.len();
-    let payload_len = u32::try_from(payload_len).map_err(|_| RecordError::TooLong("message"))?;
+    let payload_len = check_encodable(msg, expires_at.is_some())?;
+    // Checked above.
+    let (exchange_len, routing_key_len) = (exchange.len() as u8, routing_key.len() as u8);
+    let properties_len = msg.properties.len() as u32;
 
     let start = buf.len();
     buf.reserve(RECORD_HEADER_LEN + payload_len as usize);
@@ -294,6 +300,7 @@ mod tests {
             priority: 0,
             bcc: Vec::new(),
             body: Bytes::from_static(b"hello"),
+            confirm: None,
         }
     }
 

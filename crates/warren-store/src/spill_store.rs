@@ -45,6 +45,8 @@ pub struct SpillStore {
     disk_from: u64,
     /// Delivered from disk and not yet acked or requeued.
     disk_outstanding: u64,
+    /// The queue has consumers (passed on to the disk store).
+    consumed: bool,
 }
 
 impl SpillStore {
@@ -57,6 +59,7 @@ impl SpillStore {
             disk: None,
             disk_from: u64::MAX,
             disk_outstanding: 0,
+            consumed: false,
         }
     }
 
@@ -99,10 +102,19 @@ impl MessageStore for SpillStore {
         self.memory.push(msg)?;
         self.memory_bytes += size;
         if self.memory_bytes > self.limits.bytes || self.memory.len() > self.limits.messages {
-            self.disk = Some((self.open)()?);
+            let mut disk = (self.open)()?;
+            disk.set_consumed(self.consumed);
+            self.disk = Some(disk);
             self.disk_from = seq + 1;
         }
         Ok(())
+    }
+
+    fn set_consumed(&mut self, consumed: bool) {
+        self.consumed = consumed;
+        if let Some(disk) = self.disk.as_mut() {
+            disk.set_consumed(consumed);
+        }
     }
 
     fn flush(&mut self) -> Result<Option<SyncTicket>, StoreError> {

@@ -2,9 +2,9 @@
 //!
 //! Each case runs random operations against a store (publishes of
 //! persistent and transient messages of all sizes, deliveries, acks,
-//! requeues, purges, syncs), checking it against a model as it goes, then
-//! pulls the plug: the disk keeps what was synced plus a random, possibly
-//! torn, part of the rest. The store recovered from that disk must hold
+//! requeues, purges, write-outs, syncs), checking it against a model as it
+//! goes, then pulls the plug: the disk keeps what was synced plus a random,
+//! possibly torn, part of the rest. The store recovered from that disk must hold
 //! every persistent message whose sync ticket was published and that was
 //! not settled, exactly once, in order, byte for byte; it must never serve
 //! a transient message from before the crash, a corrupt one, or one whose
@@ -14,10 +14,10 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use common::*;
-use warren_core::{Message, MessageStore, QueuedMessage};
+use warren_core::{ConfirmRef, ConfirmSink, Message, MessageStore, QueuedMessage};
 use warren_store::{Disk, DiskQueueStore, HandleCache, SimDisk, StoreOptions, SyncCoordinator};
 
 /// Cases per run; `WARREN_STORE_CRASH_CASES` asks for more (a soak run).
@@ -87,6 +87,9 @@ fn options(case: u64) -> StoreOptions {
         segment_size: [700, 2048, 8192][(case % 3) as usize],
         read_chunk_size: [64, 512, 4096][(case / 3 % 3) as usize],
         ack_log_compact_records: [24, 1 << 20][(case / 9 % 2) as usize],
+        // Unwritten messages wait for a round, or (past the bound) are
+        // written at every flush or once a few are held.
+        unwritten_limit: [16 << 20, 0, 600][(case / 18 % 3) as usize],
         ..StoreOptions::default()
     }
 }
@@ -179,7 +182,13 @@ fn run_ops(
                     m.settled_unsynced.insert(seq);
                 }
             }
-            89..=93 => flush(store, m, case),
+            89..=91 => flush(store, m, case),
+            92..=93 => {
+                // The sync thread writes out and then syncs: a crash can
+                // come in between.
+                flush(store, m, case);
+                store.write_out().expect("write out");
+            }
             _ => {
                 // The broker flushes at the end of every operation on a
                 // queue; a sync covers what was flushed.
@@ -357,10 +366,28 @@ fn sync_failures_hold_back_tickets_and_lose_nothing_confirmed() {
     }
 }
 
+/// A store that writes at every flush, on the caller's thread, as it does
+/// past its memory bound for unwritten messages.
+fn open_inline(disk: &SimDisk) -> (DiskQueueStore, Arc<SyncCoordinator>) {
+    let sync = SyncCoordinator::manual();
+    let options = StoreOptions {
+        unwritten_limit: 0,
+        ..options(0)
+    };
+    let store = DiskQueueStore::open_with_options(
+        Arc::new(disk.clone()),
+        dir(),
+        Arc::clone(&sync),
+        options,
+    )
+    .expect("open");
+    (store, sync)
+}
+
 #[test]
 fn a_failed_write_loses_only_its_batch_and_confirms_nothing_of_it() {
     let disk = SimDisk::new();
-    let (mut store, sync) = open(&disk, 0);
+    let (mut store, sync) = open_inline(&disk);
     store.push(queued(0, simple("kept", true))).expect("push");
     let t0 = store.flush().expect("flush").expect("ticket");
     // A batch whose write fails part-way, as on a full disk.
@@ -385,5 +412,116 @@ fn a_failed_write_loses_only_its_batch_and_confirms_nothing_of_it() {
         let (mut after, _) = open(&disk.crash(seed), 0);
         let bodies: Vec<String> = drain(&mut after).iter().map(body).collect();
         assert_eq!(bodies, ["kept", "after"], "seed {seed}");
+    }
+}
+
+/// Records what a store tells publishers.
+#[derive(Default)]
+struct Publisher {
+    failed: Mutex<Vec<u64>>,
+}
+
+impl ConfirmSink for Publisher {
+    fn expect(&self, _tags: &[u64]) {}
+    fn settled(&self, _tags: &[u64]) {}
+    fn failed(&self, tags: &[u64]) {
+        self.failed.lock().unwrap().extend_from_slice(tags);
+    }
+}
+
+fn confirmed(body: &str, publisher: &Arc<Publisher>, tag: u64) -> Arc<Message> {
+    let mut m = Arc::into_inner(simple(body, true)).expect("unshared");
+    m.confirm = Some(ConfirmRef {
+        sink: Arc::clone(publisher) as Arc<dyn ConfirmSink>,
+        tag,
+    });
+    Arc::new(m)
+}
+
+#[test]
+fn a_failed_write_out_nacks_the_ready_and_keeps_the_delivered() {
+    let disk = SimDisk::new();
+    let (mut store, sync) = open(&disk, 0);
+    let publisher = Arc::new(Publisher::default());
+    store.push(queued(0, simple("first", true))).expect("push");
+    let t0 = store.flush().expect("flush").expect("ticket");
+    assert!(sync.sync_now() >= t0);
+    for seq in 1..4 {
+        let msg = confirmed(&format!("held {seq}"), &publisher, seq);
+        store.push(queued(seq, msg)).expect("push");
+    }
+    // The write happens in the round, not at the flush.
+    let t1 = store
+        .flush()
+        .expect("the flush writes nothing")
+        .expect("ticket");
+    assert_eq!(store.unwritten(), 3);
+    let first = store.pop().expect("pop").expect("first, from disk");
+    assert_eq!(body(&first), "first");
+    let out = store.pop().expect("pop").expect("held 1, from memory");
+    assert_eq!(body(&out), "held 1");
+    disk.set_write_failures(true);
+    assert!(sync.sync_now() < t1, "a failed write-out must not confirm");
+    assert_eq!(
+        *publisher.failed.lock().unwrap(),
+        [2, 3],
+        "the ready ones are nacked"
+    );
+    assert_eq!(store.len(), 0, "and gone");
+    assert_eq!(store.unwritten(), 1, "the delivered one waits");
+    assert!(sync.sync_now() < t1, "nor a retry that fails again");
+    disk.set_write_failures(false);
+    assert!(
+        sync.sync_now() >= t1,
+        "a later round writes it and confirms"
+    );
+    assert_eq!(store.unwritten(), 0);
+    drop(store);
+    for seed in 0..20 {
+        let (mut after, _) = open(&disk.crash(seed), 0);
+        let bodies: Vec<String> = drain(&mut after).iter().map(body).collect();
+        assert_eq!(bodies, ["first", "held 1"], "seed {seed}");
+    }
+}
+
+#[test]
+fn a_message_settled_before_its_round_is_never_written() {
+    let disk = SimDisk::new();
+    let (mut store, sync) = open(&disk, 0);
+    let a = queued(0, simple("acked in memory", true));
+    store.push(a.clone()).expect("push");
+    store
+        .push(queued(1, simple("delivered, not acked", true)))
+        .expect("push");
+    store.push(queued(2, simple("ready", true))).expect("push");
+    let t = store.flush().expect("flush").expect("ticket");
+    let got = store.pop().expect("pop").expect("a message");
+    assert_eq!(body(&got), "acked in memory");
+    store.ack(&got).expect("ack");
+    let out = store.pop().expect("pop").expect("a message");
+    assert_eq!(body(&out), "delivered, not acked");
+    store.flush().expect("flush");
+    assert!(sync.sync_now() >= t);
+    assert_eq!(store.len(), 1);
+    drop(store);
+    for seed in 0..20 {
+        let crashed = disk.crash(seed);
+        let (mut after, _) = open(&crashed, 0);
+        let msgs = drain(&mut after);
+        let bodies: Vec<String> = msgs.iter().map(body).collect();
+        // The acked one never reached the disk; the delivered one did, and
+        // comes back marked redelivered.
+        assert_eq!(bodies, ["delivered, not acked", "ready"], "seed {seed}");
+        assert!(msgs[0].redelivered, "seed {seed}");
+        assert!(!msgs[1].redelivered, "seed {seed}");
+        let file = crashed
+            .open(&dir().join("seg.0000000001"))
+            .expect("the segment");
+        let mut segment = vec![0; file.len() as usize];
+        file.read_at(0, &mut segment).expect("read");
+        assert!(
+            !segment.windows(15).any(|w| w == b"acked in memory"),
+            "seed {seed}: the settled message was written"
+        );
     }
 }

@@ -40,10 +40,12 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Pushes and flushes, as the broker does at the end of a publish.
+/// Pushes and flushes, as the broker does at the end of a publish, then
+/// writes out, as the next sync round does.
 fn push(store: &mut DiskQueueStore, seq: u64, msg: &Arc<Message>) {
     store.push(queued(seq, Arc::clone(msg))).expect("push");
     store.flush().expect("flush");
+    store.write_out().expect("write out");
 }
 
 #[test]
@@ -144,10 +146,12 @@ fn transient_messages_do_not_survive_a_restart() {
                 .expect("push");
             let t = store.flush().expect("flush");
             assert!(t.is_none(), "transient messages wait for no sync");
+            store.write_out().expect("write out");
         }
         store.push(queued(100, simple("p", true))).expect("push");
         let t = store.flush().expect("flush");
         assert!(t.is_some(), "persistent messages wait for a sync");
+        store.write_out().expect("write out");
         assert!(segment_files(&dir).len() > 2);
     }
     let mut store = open(&dir, tiny_options());

@@ -592,3 +592,102 @@ async fn many_durable_queues_within_a_small_open_file_budget() {
     b.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Bytes in the segment files of every durable queue under `dir`.
+fn segment_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(queues) = std::fs::read_dir(dir.join("queues")) else {
+        return 0;
+    };
+    queues
+        .flatten()
+        .flat_map(|q| std::fs::read_dir(q.path()).into_iter().flatten().flatten())
+        .filter(|f| f.file_name().to_string_lossy().starts_with("seg."))
+        .map(|f| f.metadata().map_or(0, |m| m.len()))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_acked_before_their_write_are_confirmed_and_never_written() {
+    const N: u32 = 1500;
+    const SIZE: usize = 4096;
+    let dir = temp_dir("write-behind");
+    let b = Broker::start(&dir);
+    let (conn, ch) = connect(&b).await;
+    ch.queue_declare("fast", durable(), FieldTable::default())
+        .await
+        .unwrap();
+    let cch = conn.create_channel().await.unwrap();
+    cch.basic_qos(100, Default::default()).await.unwrap();
+    let mut consumer = cch
+        .basic_consume("fast", "c", Default::default(), FieldTable::default())
+        .await
+        .unwrap();
+    // Every message but the first is acked as it arrives. The first one
+    // stays unacked, so it is written, and the segment holding it (and
+    // whatever else was written) is kept: its size tells what was written.
+    let acker = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        while ids.len() < N as usize {
+            let d = within(consumer.next()).await.unwrap().unwrap();
+            let id = check(&d.data);
+            ids.push(id);
+            if id != 0 {
+                d.ack(BasicAckOptions::default()).await.unwrap();
+            }
+        }
+        ids
+    });
+    ch.confirm_select(Default::default()).await.unwrap();
+    // A window of 50 unconfirmed publishes, which the consumer keeps up
+    // with (their confirms come with its acks).
+    for from in (0..N).step_by(50) {
+        let mut confirms = Vec::new();
+        for id in from..(from + 50).min(N) {
+            let c = ch
+                .basic_publish(
+                    "",
+                    "fast",
+                    Default::default(),
+                    &body(id, SIZE),
+                    persistent(),
+                )
+                .await
+                .unwrap();
+            confirms.push(c);
+        }
+        for c in confirms {
+            assert!(
+                within(c).await.unwrap().is_ack(),
+                "every publish is confirmed"
+            );
+        }
+    }
+    let ids = within(acker).await.unwrap();
+    assert_eq!(ids, (0..N).collect::<Vec<_>>(), "in order, once each");
+    // The unacked one was confirmed by its sync: it is on disk.
+    let written = segment_bytes(&dir);
+    assert!(written > SIZE as u64, "the unacked message was written");
+    // A consumer that keeps up settles messages before the sync thread's
+    // round needs them: most were never written.
+    let total = u64::from(N) * SIZE as u64;
+    assert!(
+        written < total / 2,
+        "{written} bytes of segments for {total} bytes of messages consumed at once"
+    );
+    // After a crash the unacked one comes back; nothing else can but what
+    // was written (acks not yet synced may bring those back).
+    let dir = b.kill9();
+    let b = Broker::start(&dir);
+    let (_conn, ch) = connect(&b).await;
+    let back = drain(&ch, "fast").await;
+    assert!(back
+        .iter()
+        .any(|(id, redelivered)| *id == 0 && *redelivered));
+    assert!(
+        back.len() as u64 * SIZE as u64 <= written,
+        "{} messages came back from {written} bytes",
+        back.len()
+    );
+    drop(b);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -37,7 +37,7 @@ pub use consumers::{ConsumerSpec, Consumers};
 
 use crate::dead_letter::Reason;
 use crate::store::{StoreError, SyncTicket};
-use crate::{MemoryStore, Message, MessageStore, QueuedMessage};
+use crate::{ConfirmRef, MemoryStore, Message, MessageStore, QueuedMessage};
 
 /// A message handed out and not yet settled.
 #[derive(Debug, Clone)]
@@ -69,6 +69,14 @@ pub struct Effects<C> {
     pub wake_at: Option<u64>,
     /// The queue's idle deadline (`x-expires`) passed: delete it.
     pub delete: bool,
+    /// Copies just stored of messages whose publishers wait for a confirm
+    /// that the store gives only once they are on disk: tell each
+    /// publisher ([`ConfirmSink::expect`](crate::ConfirmSink::expect))
+    /// before the lock is released.
+    pub expected: Vec<ConfirmRef>,
+    /// Consumers settled such copies before the disk had them: tell each
+    /// publisher ([`ConfirmSink::settled`](crate::ConfirmSink::settled)).
+    pub settled: Vec<ConfirmRef>,
 }
 
 impl<C> Default for Effects<C> {
@@ -81,12 +89,15 @@ impl<C> Default for Effects<C> {
             errors: Vec::new(),
             wake_at: None,
             delete: false,
+            expected: Vec::new(),
+            settled: Vec::new(),
         }
     }
 }
 
 impl<C> Effects<C> {
-    /// Whether anything besides deliveries and the timer must be carried out.
+    /// Whether anything besides deliveries, confirms and the timer must be
+    /// carried out.
     pub fn has_work(&self) -> bool {
         !self.dead_letters.is_empty()
             || !self.cancelled.is_empty()
@@ -288,6 +299,11 @@ impl<C: Clone> QueueState<C> {
                     rejected,
                 };
             }
+            if let Some(confirm) = &msg.confirm {
+                if self.store.confirms_on_sync(msg) {
+                    fx.expected.push(confirm.clone());
+                }
+            }
             if limited {
                 // As RabbitMQ: a consumer gets the message first, then the
                 // limit drops from the head.
@@ -303,6 +319,12 @@ impl<C: Clone> QueueState<C> {
     /// Writes out what the store staged (see [`MessageStore::flush`]).
     pub fn flush(&mut self) -> Result<Option<SyncTicket>, StoreError> {
         self.store.flush()
+    }
+
+    /// Writes now what the store would write behind (see
+    /// [`MessageStore::write_now`]).
+    pub fn write_now(&mut self) -> Result<(), StoreError> {
+        self.store.write_now()
     }
 
     /// Hands ready messages to consumers, in turn, while `gate` grants
@@ -349,6 +371,7 @@ impl<C: Clone> QueueState<C> {
                 if let Err(err) = self.store.ack(&msg) {
                     fx.errors.push(err);
                 }
+                self.consumed(&msg, fx);
             } else {
                 self.consumers.checked_out(id);
                 self.checked_out.insert(
@@ -394,6 +417,7 @@ impl<C: Clone> QueueState<C> {
                 );
             } else {
                 self.store.ack(msg)?;
+                self.consumed(msg, fx);
             }
             // What expired behind it is now at the head: dropped before
             // get-ok counts what remains, as in RabbitMQ.
@@ -407,6 +431,7 @@ impl<C: Clone> QueueState<C> {
     /// ([`has_exclusive_consumer`](Self::has_exclusive_consumer)).
     pub fn consume(&mut self, id: u64, handle: C, spec: ConsumerSpec, now: u64) {
         self.consumers.add(id, handle, spec);
+        self.store.set_consumed(true);
         self.last_used = now;
     }
 
@@ -414,6 +439,7 @@ impl<C: Clone> QueueState<C> {
     /// messages stay checked out until its channel settles them.
     pub fn cancel(&mut self, id: u64, now: u64, fx: &mut Effects<C>) -> Option<C> {
         let c = self.consumers.remove(id);
+        self.store.set_consumed(!self.consumers.is_empty());
         self.last_used = now;
         self.schedule(fx);
         c
@@ -440,15 +466,28 @@ impl<C: Clone> QueueState<C> {
     }
 
     /// Settles checked-out message `seq` for good (acked).
-    pub fn ack(&mut self, seq: u64) -> Result<(), StoreError> {
+    pub fn ack(&mut self, seq: u64, fx: &mut Effects<C>) -> Result<(), StoreError> {
         match self.checked_out.remove(&seq) {
             Some(co) => {
                 if let Some(id) = co.consumer {
                     self.consumers.settled(id);
                 }
+                self.consumed(&co.msg, fx);
                 self.store.ack(&co.msg)
             }
             None => Ok(()),
+        }
+    }
+
+    /// A consumer is done with `msg` (acked it, rejected it, or took it
+    /// without ack): if its publisher waits for a confirm that this queue's
+    /// store would give only once the message is on disk, that copy no
+    /// longer needs the disk.
+    fn consumed(&self, msg: &QueuedMessage, fx: &mut Effects<C>) {
+        if let Some(confirm) = &msg.message.confirm {
+            if self.store.confirms_on_sync(&msg.message) {
+                fx.settled.push(confirm.clone());
+            }
         }
     }
 
@@ -468,6 +507,7 @@ impl<C: Clone> QueueState<C> {
             self.consumers.settled(id);
         }
         if !requeue {
+            self.consumed(&co.msg, fx);
             self.store.ack(&co.msg)?;
             self.dead_letter(co.msg.message, Reason::Rejected, fx);
             return Ok(());
@@ -480,6 +520,7 @@ impl<C: Clone> QueueState<C> {
                 .delivery_limit
                 .is_some_and(|limit| u64::from(msg.delivery_count) > limit)
             {
+                self.consumed(&msg, fx);
                 self.store.ack(&msg)?;
                 self.dead_letter(msg.message, Reason::DeliveryLimit, fx);
                 return Ok(());

@@ -21,6 +21,7 @@ fn msg_with(body: &str, expiration: Option<u64>) -> Arc<Message> {
         priority: 0,
         bcc: Vec::new(),
         body: Bytes::copy_from_slice(body.as_bytes()),
+        confirm: None,
     })
 }
 
@@ -81,7 +82,7 @@ fn round_robin_respects_prefetch_and_acks_free_the_window() {
     );
     assert_eq!((q.ready_count(), q.unacked_count()), (0, 4));
     let a = fx.deliveries[0].1.seq;
-    q.ack(a).unwrap();
+    q.ack(a, &mut Effects::default()).unwrap();
     let (_, fx) = publish(&mut q, 0, &["e"]);
     assert_eq!(delivered(&fx), vec![(1, b"e".as_slice())]);
 }
@@ -468,7 +469,7 @@ proptest! {
                 Cmd::Ack(pick) => {
                     if !m.out.is_empty() {
                         let (seq, ..) = m.out.remove(pick % m.out.len());
-                        q.ack(seq).unwrap();
+                        q.ack(seq, &mut fx).unwrap();
                     }
                 }
                 Cmd::Reject { pick, requeue } => {
@@ -542,7 +543,7 @@ fn ages_of_the_oldest_ready_and_unacked_messages() {
     q.reject(a.seq, true, &mut fx).unwrap();
     assert_eq!(q.oldest_ready_enqueued_at(), Some(1_000));
     assert_eq!(q.oldest_unacked_delivered_at(), Some(5_000));
-    q.ack(b.seq).unwrap();
+    q.ack(b.seq, &mut fx).unwrap();
     assert_eq!(q.oldest_unacked_delivered_at(), None);
     let _ = q.get(6_000, false, &mut fx).unwrap().unwrap();
     assert_eq!(q.oldest_ready_enqueued_at(), Some(3_000));
@@ -571,4 +572,102 @@ fn recovered_messages_count_as_enqueued_when_the_queue_opened() {
     }
     let q: QueueState<u32> = QueueState::new(QueueConfig::default(), Box::new(store), 7_000);
     assert_eq!(q.oldest_ready_enqueued_at(), Some(7_000));
+}
+
+/// A store whose confirms wait for the disk, over memory.
+#[derive(Default)]
+struct DiskLike(MemoryStore);
+
+impl MessageStore for DiskLike {
+    fn push(&mut self, msg: QueuedMessage) -> Result<(), StoreError> {
+        self.0.push(msg)
+    }
+    fn confirms_on_sync(&self, msg: &Message) -> bool {
+        msg.persistent
+    }
+    fn pop(&mut self) -> Result<Option<QueuedMessage>, StoreError> {
+        self.0.pop()
+    }
+    fn requeue(&mut self, msg: QueuedMessage) {
+        self.0.requeue(msg)
+    }
+    fn ack(&mut self, msg: &QueuedMessage) -> Result<(), StoreError> {
+        self.0.ack(msg)
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn purge(&mut self) -> Result<usize, StoreError> {
+        self.0.purge()
+    }
+}
+
+struct NoSink;
+
+impl crate::ConfirmSink for NoSink {
+    fn expect(&self, _tags: &[u64]) {}
+    fn settled(&self, _tags: &[u64]) {}
+    fn failed(&self, _tags: &[u64]) {}
+}
+
+fn confirmed_msg(body: &str, persistent: bool, tag: u64) -> Arc<Message> {
+    let mut m = Arc::into_inner(msg(body)).expect("unshared");
+    m.persistent = persistent;
+    m.confirm = Some(ConfirmRef {
+        sink: Arc::new(NoSink),
+        tag,
+    });
+    Arc::new(m)
+}
+
+fn tags(refs: &[ConfirmRef]) -> Vec<u64> {
+    refs.iter().map(|r| r.tag).collect()
+}
+
+#[test]
+fn copies_waiting_for_the_disk_are_announced_and_their_settling_reported() {
+    let mut q = QueueState::new(
+        QueueConfig::from_arguments("q", &FieldTable::new()),
+        Box::<DiskLike>::default(),
+        0,
+    );
+    q.consume(1, 1, spec(0), 0);
+    q.consume(
+        2,
+        2,
+        ConsumerSpec {
+            no_ack: true,
+            ..spec(0)
+        },
+        0,
+    );
+    let mut fx = Effects::default();
+    let msgs = [
+        confirmed_msg("a", true, 1),
+        confirmed_msg("transient", false, 2),
+        confirmed_msg("b", true, 3),
+        confirmed_msg("c", true, 4),
+        confirmed_msg("d", true, 5),
+    ];
+    q.publish_batch(&msgs, 0, |_| true, &mut fx);
+    // Only persistent copies wait for the disk, and only they are announced.
+    assert_eq!(tags(&fx.expected), [1, 3, 4, 5]);
+    // Round robin: 1 gets a, b, d (seq 0, 2, 4); the no-ack consumer 2
+    // gets transient and c, which count as settled at once.
+    let to = |c: u32| -> Vec<u64> {
+        fx.deliveries
+            .iter()
+            .filter(|(h, _)| *h == c)
+            .map(|(_, m)| m.seq)
+            .collect()
+    };
+    let (ones, twos) = (to(1), to(2));
+    assert_eq!(ones.len() + twos.len(), 5);
+    assert_eq!(tags(&fx.settled), [4], "c, taken without ack");
+    let mut fx = Effects::default();
+    q.ack(ones[0], &mut fx).unwrap();
+    q.reject(ones[1], false, &mut fx).unwrap();
+    q.reject(ones[2], true, &mut fx).unwrap();
+    // An ack and a rejection settle; a requeue does not.
+    assert_eq!(tags(&fx.settled), [1, 3]);
 }

@@ -16,19 +16,21 @@ use warren_core::exchange::ExchangeSpec;
 use warren_core::names;
 use warren_core::{AmqpError, Destination, ExchangeKind, Message, QueuedMessage, SyncTicket};
 use warren_protocol::{
-    AccessRequestOk, BasicAck, BasicCancel, BasicCancelOk, BasicConsumeOk, BasicGetEmpty,
-    BasicGetOk, BasicNack, BasicPublish, BasicQosOk, BasicRecoverOk, BasicReturn, ChannelClose,
-    ChannelCloseOk, ChannelFlowOk, ConfirmSelectOk, ContentHeader, ExchangeBindOk,
-    ExchangeDeclareOk, ExchangeDeleteOk, ExchangeUnbindOk, FieldTable, FramePayload, Method,
-    PropertiesRef, QueueBindOk, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk, QueueUnbindOk,
-    ReplyCode, TxCommitOk, TxRollbackOk, TxSelectOk, BASIC_CLASS_ID,
+    AccessRequestOk, BasicCancel, BasicCancelOk, BasicConsumeOk, BasicGetEmpty, BasicGetOk,
+    BasicPublish, BasicQosOk, BasicRecoverOk, BasicReturn, ChannelClose, ChannelCloseOk,
+    ChannelFlowOk, ConfirmSelectOk, ContentHeader, ExchangeBindOk, ExchangeDeclareOk,
+    ExchangeDeleteOk, ExchangeUnbindOk, FieldTable, FramePayload, Method, PropertiesRef,
+    QueueBindOk, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk, QueueUnbindOk, ReplyCode, TxCommitOk,
+    TxRollbackOk, TxSelectOk, BASIC_CLASS_ID,
 };
 
+mod confirms;
 mod publish;
 pub(crate) mod queues;
 mod reply_to;
 mod settle;
 
+use confirms::Confirms;
 pub use reply_to::ReplyRegistry;
 use reply_to::{reply_token, ReplyConsumer, REPLY_QUEUE};
 pub use settle::PendingAcks;
@@ -73,16 +75,6 @@ struct Unacked {
     seq: u64,
     /// None for basic.get.
     consumer: Option<Arc<Consumer>>,
-}
-
-/// Publisher confirms of a channel in confirm mode.
-#[derive(Default)]
-struct Confirms {
-    /// Sequence number of the last publish.
-    seq: u64,
-    /// Publishes not yet confirmed, in order: sequence number, the sync
-    /// ticket the confirm waits for (0: none), and whether it failed.
-    pending: VecDeque<(u64, SyncTicket, bool)>,
 }
 
 #[derive(Default)]
@@ -768,7 +760,9 @@ impl Channel {
                         "cannot switch from tx to confirm mode",
                     ));
                 }
-                self.confirm.get_or_insert_with(Confirms::default);
+                if self.confirm.is_none() {
+                    self.confirm = Some(Confirms::new(id, ctx.tx.clone()));
+                }
                 if !m.nowait {
                     out.method(id, ConfirmSelectOk {});
                 }
@@ -792,14 +786,26 @@ impl Channel {
                 let settles = std::mem::take(&mut tx.settles);
                 let mut wait_for = 0;
                 let mut failed = None;
+                let mut written: Vec<Arc<QueueCell>> = Vec::new();
                 for (mandatory, msg) in publishes {
                     self.route(ctx, out, mandatory, &msg)?;
                     for q in ctx.route_buf.drain(..) {
                         match q.publish(Arc::clone(&msg)) {
-                            Enqueued::Stored(Some(ticket), _) => wait_for = wait_for.max(ticket),
+                            Enqueued::Stored(Some(ticket), _) => {
+                                wait_for = wait_for.max(ticket);
+                                if !written.iter().any(|w| Arc::ptr_eq(w, &q)) {
+                                    written.push(q);
+                                }
+                            }
                             Enqueued::Failed(err) => failed = Some(err),
                             Enqueued::Stored(None, _) | Enqueued::QueueDeleted => {}
                         }
+                    }
+                }
+                // Commit-ok means stored: the writes are not left behind.
+                for q in written {
+                    if let Err(err) = q.write_now() {
+                        failed = Some(err);
                     }
                 }
                 settle(settles);

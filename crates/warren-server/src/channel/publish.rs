@@ -1,7 +1,7 @@
 //! A channel's publishing side: content assembly (method, header, body
 //! frames), the checks RabbitMQ makes on a publish, routing (sender-selected
-//! distribution and direct replies included), mandatory returns and
-//! publisher confirms.
+//! distribution and direct replies included) and mandatory returns; the
+//! confirms of what it publishes are in `confirms`.
 
 use super::*;
 
@@ -173,6 +173,12 @@ impl Channel {
             priority: header.priority,
             bcc: header.bcc,
             body,
+            // Copies on disk-backed queues can be confirmed by their
+            // consumers' acks (see `confirms`).
+            confirm: self.confirm.as_ref().map(|c| warren_core::ConfirmRef {
+                sink: c.book.clone(),
+                tag: c.seq + 1,
+            }),
         });
         if let Some(tx) = self.tx.as_mut() {
             // Checked now so errors surface at publish, as in RabbitMQ.
@@ -262,101 +268,6 @@ impl Channel {
             },
             msg,
         );
-    }
-
-    /// Records the outcome of a staged publish for its confirm: the sync
-    /// ticket it waits for, or a failure (nack). A message routed to
-    /// several queues gets one outcome per queue.
-    pub fn settle_confirm(&mut self, seq: u64, outcome: Result<SyncTicket, ()>) {
-        let Some(c) = self.confirm.as_mut() else {
-            return;
-        };
-        let Some(&(first, _, _)) = c.pending.front() else {
-            return;
-        };
-        let Some(entry) = seq
-            .checked_sub(first)
-            .and_then(|i| c.pending.get_mut(i as usize))
-            .filter(|e| e.0 == seq)
-        else {
-            return;
-        };
-        match outcome {
-            Ok(ticket) => entry.1 = entry.1.max(ticket),
-            Err(()) => entry.2 = true,
-        }
-    }
-
-    /// Sends the confirms (and a deferred tx.commit-ok) whose messages are
-    /// on stable storage as of `synced`. Consecutive acks (or nacks) go out
-    /// as one `multiple` confirm. Returns true while anything still waits.
-    /// Adds the number of publishes acked to `confirmed`.
-    pub fn flush_confirms(
-        &mut self,
-        out: &mut Out,
-        synced: SyncTicket,
-        confirmed: &mut u64,
-    ) -> bool {
-        let mut waiting = false;
-        if let Some(tx) = self.tx.as_mut() {
-            if let Some(t) = tx.commit_waits_for {
-                if t <= synced {
-                    tx.commit_waits_for = None;
-                    out.method(self.id, TxCommitOk {});
-                } else {
-                    waiting = true;
-                }
-            }
-        }
-        let Some(c) = self.confirm.as_mut() else {
-            return waiting;
-        };
-        // (first seq, last seq, nack) of the run being built.
-        let mut run: Option<(u64, u64, bool)> = None;
-        let id = self.id;
-        let mut emit = |run: (u64, u64, bool)| {
-            let (first, last, nack) = run;
-            let multiple = last > first;
-            if nack {
-                out.method(
-                    id,
-                    BasicNack {
-                        delivery_tag: last,
-                        multiple,
-                        requeue: false,
-                    },
-                );
-            } else {
-                out.method(
-                    id,
-                    BasicAck {
-                        delivery_tag: last,
-                        multiple,
-                    },
-                );
-            }
-        };
-        while let Some(&(seq, ticket, failed)) = c.pending.front() {
-            if ticket > synced {
-                break;
-            }
-            c.pending.pop_front();
-            if !failed {
-                *confirmed += 1;
-            }
-            run = match run {
-                Some((first, _, nack)) if nack == failed => Some((first, seq, nack)),
-                Some(done) => {
-                    emit(done);
-                    Some((seq, seq, failed))
-                }
-                None => Some((seq, seq, failed)),
-            };
-        }
-        if let Some(done) = run {
-            emit(done);
-        }
-        waiting || !c.pending.is_empty()
     }
 }
 

@@ -10,13 +10,16 @@
 //! back on a client that does not read what it is sent.
 
 mod handshake;
+mod out;
+
+pub use out::Out;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -27,10 +30,9 @@ use warren_core::{AmqpError, Message, QueuedMessage, SyncTicket};
 
 use crate::resources::Alarms;
 use warren_protocol::{
-    encode_body_frames, encode_content_header, encode_heartbeat, encode_method_frame, parse_frame,
-    ConnectionClose, ConnectionCloseOk, ConnectionOpenOk, ConnectionStart, ConnectionTune,
-    DecodeError, FieldTable, FieldValue, Frame, FrameError, FramePayload, Method, Reader,
-    ReplyCode, BASIC_CLASS_ID, PROTOCOL_HEADER,
+    encode_heartbeat, parse_frame, ConnectionClose, ConnectionCloseOk, ConnectionOpenOk,
+    ConnectionStart, ConnectionTune, DecodeError, FieldTable, FieldValue, Frame, FrameError,
+    FramePayload, Method, Reader, ReplyCode, PROTOCOL_HEADER,
 };
 
 use crate::broker::{Broker, VHost};
@@ -45,6 +47,12 @@ const WRITE_HIGH_WATER: usize = 1 << 20;
 const EVENT_BUDGET: usize = 1024;
 /// Room made in the read buffer before each read, so reads stay large.
 const READ_RESERVE: usize = 64 * 1024;
+/// The same for a client that sends large frames: a frame cut by the end
+/// of the buffer is copied into the next one, so the buffer is made large
+/// enough that this happens seldom.
+const LARGE_READ_RESERVE: usize = 1 << 20;
+/// A body frame at least this large makes a client's frames large.
+const LARGE_FRAME: usize = 16 * 1024;
 /// The least frame_max a client may negotiate (AMQP's frame-min-size).
 const FRAME_MIN_SIZE: u32 = 4096;
 /// How long the server waits for close-ok after sending connection.close.
@@ -72,58 +80,8 @@ pub enum ConnEvent {
     Close(AmqpError),
     /// A listing wants this connection's channels and consumers.
     Describe(tokio::sync::oneshot::Sender<Vec<crate::connections::ChannelSnapshot>>),
-}
-
-/// The output side of a connection: the write buffer and the frame size the
-/// client accepts.
-pub struct Out {
-    pub buf: BytesMut,
-    pub frame_max: u32,
-}
-
-impl Out {
-    pub fn method(&mut self, channel: u16, method: impl Into<Method>) {
-        encode_method_frame(&mut self.buf, channel, &method.into());
-    }
-
-    /// A content-bearing method followed by the message's header and body.
-    pub fn content(&mut self, channel: u16, method: impl Into<Method>, msg: &Message) {
-        encode_method_frame(&mut self.buf, channel, &method.into());
-        self.message(channel, msg);
-    }
-
-    /// basic.deliver with the message, encoded without copying strings.
-    pub fn deliver(
-        &mut self,
-        channel: u16,
-        consumer_tag: &str,
-        delivery_tag: u64,
-        redelivered: bool,
-        msg: &Message,
-    ) {
-        warren_protocol::encode_basic_deliver(
-            &mut self.buf,
-            channel,
-            consumer_tag,
-            delivery_tag,
-            redelivered,
-            &msg.exchange,
-            &msg.routing_key,
-        );
-        self.message(channel, msg);
-    }
-
-    /// The content header and body frames of a message.
-    fn message(&mut self, channel: u16, msg: &Message) {
-        encode_content_header(
-            &mut self.buf,
-            channel,
-            BASIC_CLASS_ID,
-            msg.body_size(),
-            &msg.properties,
-        );
-        encode_body_frames(&mut self.buf, channel, &msg.body, self.frame_max);
-    }
+    /// Consumers settled messages this channel waits to confirm.
+    ConfirmsDue(u16),
 }
 
 /// A connection's open channels, indexed by channel number (looked up for
@@ -292,6 +250,8 @@ struct Connection {
     broker: Arc<Broker>,
     phase: Phase,
     rbuf: BytesMut,
+    /// The client has sent a large body frame (see [`LARGE_READ_RESERVE`]).
+    large_frames: bool,
     out: Out,
     rx: UnboundedReceiver<ConnEvent>,
     tx: UnboundedSender<ConnEvent>,
@@ -344,10 +304,8 @@ pub async fn serve(
         auth_mechanism: String::new(),
         phase: Phase::ProtocolHeader,
         rbuf: BytesMut::with_capacity(READ_RESERVE),
-        out: Out {
-            buf: BytesMut::with_capacity(64 * 1024),
-            frame_max: broker.config.frame_max,
-        },
+        large_frames: false,
+        out: Out::new(64 * 1024, broker.config.frame_max),
         rx,
         tx,
         ctx: None,
@@ -372,17 +330,23 @@ pub async fn serve(
     while conn.phase != Phase::Closed {
         conn.apply_alarms();
         let tick = conn.next_tick();
-        if conn.rbuf.capacity() - conn.rbuf.len() < READ_RESERVE / 4 {
-            conn.rbuf.reserve(READ_RESERVE);
+        let reserve = if conn.large_frames {
+            LARGE_READ_RESERVE
+        } else {
+            READ_RESERVE
+        };
+        if conn.rbuf.capacity() - conn.rbuf.len() < reserve / 4 {
+            conn.rbuf.reserve(reserve);
         }
-        let can_read = conn.out.buf.len() < WRITE_HIGH_WATER;
+        let can_read = conn.out.len() < WRITE_HIGH_WATER;
         let read_socket = can_read && !conn.blocked;
-        let want_write = !conn.out.buf.is_empty();
+        let want_write = !conn.out.is_empty();
+        let pieces = conn.out.slices();
         let wait_sync = conn.waiting_for_sync();
         let wake = tokio::select! {
             r = reader.read_buf(&mut conn.rbuf), if read_socket => Wake::Read(r),
             e = conn.rx.recv(), if can_read => Wake::Event(e),
-            w = writer.write(&conn.out.buf), if want_write => Wake::Wrote(w),
+            w = writer.write_vectored(&pieces), if want_write => Wake::Wrote(w),
             _ = tokio::time::sleep_until(tick.into()) => Wake::Tick,
             _ = stop.changed(), if !stopping => Wake::Stop,
             _ = conn.synced.changed(), if wait_sync => Wake::Synced,
@@ -399,7 +363,7 @@ pub async fn serve(
                 // Take whatever else is queued while we are here, within
                 // a budget so the other sources get their turn.
                 let mut budget = EVENT_BUDGET;
-                while conn.out.buf.len() < WRITE_HIGH_WATER && budget > 0 {
+                while conn.out.len() < WRITE_HIGH_WATER && budget > 0 {
                     budget -= 1;
                     match conn.rx.try_recv() {
                         Ok(ev) => conn.on_event(ev),
@@ -410,9 +374,9 @@ pub async fn serve(
             }
             Wake::Event(None) => {}
             Wake::Wrote(Ok(n)) => {
-                conn.out.buf.advance(n);
+                conn.out.advance(n);
                 conn.last_write = Instant::now();
-                if conn.out.buf.is_empty() && conn.out.buf.capacity() > 4 * WRITE_HIGH_WATER {
+                if conn.out.is_idle_and_large(4 * WRITE_HIGH_WATER) {
                     conn.out.buf = BytesMut::with_capacity(64 * 1024);
                 }
             }
@@ -433,8 +397,9 @@ pub async fn serve(
             }
         }
     }
-    if !conn.out.buf.is_empty() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), writer.write_all(&conn.out.buf)).await;
+    if !conn.out.is_empty() {
+        let rest = conn.out.take_all();
+        let _ = tokio::time::timeout(Duration::from_secs(1), writer.write_all(&rest)).await;
     }
     let _ = writer.shutdown().await;
     conn.cleanup();
@@ -478,7 +443,7 @@ impl Connection {
         }
         let hb = Duration::from_secs(self.heartbeat as u64);
         let silent_peer = self.last_read + hb * 2;
-        if self.out.buf.is_empty() {
+        if self.out.is_empty() {
             (self.last_write + hb / 2).min(silent_peer)
         } else {
             // A write is pending; it will reset the heartbeat clock.
@@ -509,7 +474,7 @@ impl Connection {
             self.phase = Phase::Closed;
             return;
         }
-        if now >= self.last_write + hb / 2 && self.out.buf.is_empty() {
+        if now >= self.last_write + hb / 2 && self.out.is_empty() {
             encode_heartbeat(&mut self.out.buf);
             self.last_write = now;
         }
@@ -534,6 +499,9 @@ impl Connection {
             let frame_max = self.out.frame_max;
             match parse_frame(&mut self.rbuf, frame_max) {
                 Ok(Some(frame)) => {
+                    if matches!(&frame.payload, FramePayload::Body(b) if b.len() >= LARGE_FRAME) {
+                        self.large_frames = true;
+                    }
                     if let Err(fault) = self.on_frame(frame) {
                         self.close_with(fault);
                     }
@@ -831,6 +799,14 @@ impl Connection {
                         ch.deliver_reply(&token, &msg, &mut self.out);
                     }
                 }
+            }
+            ConnEvent::ConfirmsDue(channel) => {
+                if let Some(ctx) = self.ctx.as_mut() {
+                    if !ctx.confirm_dirty.contains(&channel) {
+                        ctx.confirm_dirty.push(channel);
+                    }
+                }
+                self.flush_confirms();
             }
             ConnEvent::Describe(reply) => {
                 let mut list: Vec<_> = self.channels.iter().map(|ch| ch.snapshot()).collect();

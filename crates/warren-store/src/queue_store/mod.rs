@@ -1,12 +1,28 @@
 //! [`DiskQueueStore`]: one queue's messages on disk, behind
 //! [`warren_core::MessageStore`].
 //!
-//! The queue is disk-first: every published message is appended to the
-//! current segment and nothing of it stays in memory. Delivery reads the
-//! segments back in order through a read cursor, in large chunks whose
+//! The queue is disk-first: every published message that is still
+//! unsettled when the next sync round begins is appended to the current
+//! segment, and nothing of it stays in memory after that. Delivery reads
+//! the segments back in order through a read cursor, in large chunks whose
 //! slices become the delivered bodies. What the store keeps in memory is
-//! per segment (counters and a range set of settled sequence numbers) plus
-//! the requeued messages, so memory does not grow with the backlog.
+//! per segment (counters and a range set of settled sequence numbers), the
+//! requeued messages, and the messages not written yet, so memory does not
+//! grow with the backlog.
+//!
+//! **Write-behind.** A push only keeps the message in memory, in the
+//! `unwritten` list (see `write_behind`); the end of the queue operation
+//! ([`flush`](MessageStore::flush)) hands the store to the
+//! [`SyncCoordinator`] and gets the sync ticket its confirms wait for. The
+//! sync thread, at the start of its next round, writes every unwritten
+//! message that is still unsettled (`write_out`) and then syncs. A message
+//! that consumers acknowledged before that is never written, and its ack
+//! never logged; one delivered from memory is written as delivered (behind
+//! the read cursor). Past a memory bound (per store and for the whole
+//! broker) the flush writes on the caller's thread instead, so a slow disk
+//! slows publishers rather than filling memory. The store's state is
+//! behind a mutex shared with the sync thread: the queue's own lock holds
+//! it for the queue's operations, the sync thread only for a write-out.
 //!
 //! Settling (ack, purge) appends to the ack log; a segment whose records are
 //! all settled is deleted, and the ack log is rewritten when most of it
@@ -23,30 +39,33 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tracing::{debug, error, warn};
 use warren_core::{Message, MessageStore, QueuedMessage, StoreError, SyncTicket};
 use warren_protocol::DecodeError;
 
 use crate::ack_log::AckLog;
 use crate::disk::{Disk, DiskFile};
-use crate::record::{
-    encode_message, file_header, AckEntry, Stored, FILE_HEADER_LEN, SEGMENT_MAGIC,
-};
-use crate::segment::{segment_file_name, ChunkRead, ChunkReader, RawRecord, Segment};
-use crate::sync::SyncCoordinator;
+use crate::record::{file_header, AckEntry, FILE_HEADER_LEN, SEGMENT_MAGIC};
+use crate::segment::{segment_file_name, ChunkReader, RawRecord, Segment};
+use crate::sync::{Deferred, SyncCoordinator, WriteBehind};
+use write_behind::{StagedBatch, Unwritten};
 
+mod ops;
 mod recovery;
+mod write_behind;
 
 /// The staging buffer is dropped after it grew past this, so one huge
 /// message does not pin its size for the life of the queue.
 const SCRATCH_KEEP: usize = 1 << 20;
-/// Staged records are written out once they reach this many bytes, even
-/// before the next flush.
+/// A write-out writes its records in pieces of about this many bytes.
 const STAGE_LIMIT: usize = 256 << 10;
 
-/// Tunables of a [`DiskQueueStore`]. The defaults suit production; tests
+/// Tunables of a [`StoreCore`]. The defaults suit production; tests
 /// shrink them to exercise segment rolls and compaction on little data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
@@ -65,6 +84,9 @@ pub struct StoreOptions {
     /// Keep every message across a restart, persistent or not (a quorum
     /// queue's store, as RabbitMQ's quorum queues keep them all).
     pub persist_all: bool,
+    /// Past this many bytes of unwritten messages, a flush writes them on
+    /// the caller's thread rather than leaving them to the sync thread.
+    pub unwritten_limit: usize,
 }
 
 impl Default for StoreOptions {
@@ -75,12 +97,52 @@ impl Default for StoreOptions {
             ack_log_compact_records: 64 << 10,
             durable: true,
             persist_all: false,
+            unwritten_limit: write_behind::UNWRITTEN_LIMIT,
         }
     }
 }
 
-/// A queue's messages in a directory of segment files plus an ack log.
+/// A queue's messages in a directory of segment files plus an ack log
+/// (see the module docs). The handle the queue holds; the sync thread holds
+/// the same state for write-outs.
 pub struct DiskQueueStore {
+    core: Arc<StoreCell>,
+    dir: PathBuf,
+    /// Whether confirms wait for the disk, and for which messages.
+    durable: bool,
+    persist_all: bool,
+    /// The ready count and oldest ready sequence number as of the last
+    /// operation: only the queue's operations change them (a write-out
+    /// moves messages to disk, ready as they were), and the queue asks for
+    /// them often, so they are read without taking the lock.
+    len: usize,
+    oldest: Option<u64>,
+}
+
+/// The store's state behind its mutex, as the sync thread sees it.
+pub(crate) struct StoreCell {
+    core: Mutex<StoreCore>,
+    /// A write-out dropped ready messages (they could not be written): the
+    /// handle's cached ready count is out of date.
+    stale: AtomicBool,
+}
+
+impl WriteBehind for StoreCell {
+    fn write_out(
+        &self,
+        defer: Option<(Instant, Duration)>,
+    ) -> Result<Option<Deferred>, StoreError> {
+        let mut core = self.core.lock();
+        let r = core.write_out(defer);
+        if std::mem::take(&mut core.ready_changed) {
+            self.stale.store(true, Ordering::Release);
+        }
+        r
+    }
+}
+
+/// The state of a [`DiskQueueStore`].
+pub(crate) struct StoreCore {
     disk: Arc<dyn Disk>,
     dir: PathBuf,
     sync: Arc<SyncCoordinator>,
@@ -112,20 +174,38 @@ pub struct DiskQueueStore {
     redelivered_below: u64,
     /// The highest delivered-up-to mark written to the ack log.
     delivered_up_to: u64,
-    /// Records pushed and not yet written: they go at the end of the write
-    /// segment, in one write at the next flush (or sooner, see
-    /// [`STAGE_LIMIT`]).
+    /// Messages pushed and not written yet, in sequence order; every
+    /// record on disk has a smaller sequence number than these.
+    unwritten: VecDeque<Unwritten>,
+    /// Index in `unwritten` of the first message not delivered yet: the
+    /// ones before it were delivered from memory.
+    unwritten_ready: usize,
+    /// Unsettled messages in `unwritten` from `unwritten_ready` on (ready).
+    unwritten_ready_count: usize,
+    /// Encoded size of the messages in `unwritten`, and how much of it the
+    /// coordinator's broker-wide count holds.
+    unwritten_bytes: usize,
+    reported_bytes: usize,
+    /// The flushes that handed unwritten messages to the sync thread, in
+    /// order: what each one's ticket covers, and when.
+    batches: VecDeque<StagedBatch>,
+    /// A persistent message was pushed since the last flush.
+    pushed_persistent: bool,
+    /// The queue has consumers: ready messages are likely to be delivered
+    /// and settled soon, so rounds may leave young ones unwritten too.
+    consumed: bool,
+    /// A write-out dropped ready messages since the handle last looked.
+    ready_changed: bool,
+    /// The first sequence number pushed since the last flush.
+    batch_from: Option<u64>,
+    /// Records being written out: they go at the end of the write segment
+    /// in one write (per [`STAGE_LIMIT`]).
     staged: Vec<u8>,
     /// The write segment's counters before the first staged record, put
     /// back if writing the staged records fails.
     staged_from: Option<StagedFrom>,
     /// Whether a staged record is persistent (and so needs a sync).
     staged_persistent: bool,
-    /// The sync ticket covering persistent records written since the last
-    /// flush.
-    written_ticket: Option<SyncTicket>,
-    /// A write of staged records failed since the last flush.
-    write_failed: Option<StoreError>,
     /// Ack-log entries not yet written, and whether the delivered-up-to
     /// mark moved.
     acks_staged: Vec<AckEntry>,
@@ -133,7 +213,7 @@ pub struct DiskQueueStore {
     destroyed: bool,
 }
 
-/// What [`DiskQueueStore::write_staged`] restores when the write fails.
+/// What [`StoreCore::write_staged`] restores when the write fails.
 #[derive(Debug, Clone, Copy)]
 struct StagedFrom {
     end: u64,
@@ -142,7 +222,6 @@ struct StagedFrom {
     live: u64,
     seg_unread: u64,
     unread: u64,
-    next_seq: u64,
 }
 
 /// Where the next record to deliver is read from.
@@ -165,11 +244,13 @@ impl Cursor {
 
 impl fmt::Debug for DiskQueueStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let core = self.core();
         f.debug_struct("DiskQueueStore")
             .field("dir", &self.dir)
-            .field("segments", &self.segments.len())
-            .field("ready", &self.len())
-            .field("next_seq", &self.next_seq)
+            .field("segments", &core.segments.len())
+            .field("unwritten", &core.unwritten.len())
+            .field("ready", &core.len())
+            .field("next_seq", &core.next_seq)
             .finish_non_exhaustive()
     }
 }
@@ -180,6 +261,47 @@ impl DiskQueueStore {
         &self.dir
     }
 
+    fn new(core: StoreCore) -> Self {
+        DiskQueueStore {
+            dir: core.dir.clone(),
+            durable: core.options.durable,
+            persist_all: core.options.persist_all,
+            len: core.len(),
+            oldest: core.oldest_ready_seq(),
+            core: Arc::new(StoreCell {
+                core: Mutex::new(core),
+                stale: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    fn core(&self) -> parking_lot::MutexGuard<'_, StoreCore> {
+        self.core.core.lock()
+    }
+
+    /// Runs an operation that may change what is ready.
+    fn op<R>(&mut self, f: impl FnOnce(&mut StoreCore) -> R) -> R {
+        let mut core = self.core.core.lock();
+        let r = f(&mut core);
+        self.len = core.len();
+        self.oldest = core.oldest_ready_seq();
+        self.core.stale.store(false, Ordering::Release);
+        r
+    }
+
+    /// Writes every unwritten message now, on the caller's thread, as the
+    /// sync thread would at its next round (for tests and tools).
+    pub fn write_out(&mut self) -> Result<(), StoreError> {
+        self.core().write_out(None).map(|_| ())
+    }
+
+    /// Messages held in memory, not written yet.
+    pub fn unwritten(&self) -> usize {
+        self.core().unwritten.len()
+    }
+}
+
+impl StoreCore {
     fn invalid_input(what: String) -> StoreError {
         StoreError::Io(io::Error::new(io::ErrorKind::InvalidInput, what))
     }
@@ -303,7 +425,7 @@ impl DiskQueueStore {
             self.compact_at = records.saturating_mul(2);
             return;
         }
-        let DiskQueueStore {
+        let StoreCore {
             disk,
             segments,
             ack_log: Some(ack_log),
@@ -403,7 +525,7 @@ impl DiskQueueStore {
         match result {
             Ok(()) => {
                 if persistent {
-                    self.written_ticket = Some(self.sync.mark_dirty(&file));
+                    self.sync.mark_dirty(&file);
                 }
                 Ok(())
             }
@@ -418,15 +540,14 @@ impl DiskQueueStore {
                 w.live = from.live;
                 w.unread = from.seg_unread;
                 self.unread = from.unread;
-                self.next_seq = from.next_seq;
                 // Part of the records may be on disk; recovery must not
                 // find them.
                 if file.truncate(from.end).is_err() {
                     w.sealed = true;
                 }
-                // The publisher hears of it through nacks; the queue logs it.
-                debug!(dir = %self.dir.display(), lost, %err, "staged messages dropped after a failed write");
-                self.write_failed = Some(StoreError::Io(io::Error::other(err.to_string())));
+                // They are still unwritten and written again later (or, when
+                // the write was the caller's, the publisher hears of it).
+                debug!(dir = %self.dir.display(), lost, %err, "a write of staged records failed");
                 Err(err)
             }
         }
@@ -492,17 +613,96 @@ impl DiskQueueStore {
     }
 }
 
-/// Creates segment file `id` holding just its header, with a durable
-/// directory entry.
+impl MessageStore for DiskQueueStore {
+    fn push(&mut self, msg: QueuedMessage) -> Result<(), StoreError> {
+        self.op(|core| core.push(msg))
+    }
+
+    /// Hands what is left unwritten to the sync thread; the ticket its
+    /// round publishes covers everything pushed so far.
+    fn flush(&mut self) -> Result<Option<SyncTicket>, StoreError> {
+        let cell = Arc::clone(&self.core);
+        self.op(|core| {
+            let flushed = core.flush()?;
+            let ticket = (flushed.pending || flushed.persistent).then(|| core.sync.stage(&cell));
+            if let Some(ticket) = ticket {
+                core.staged_batch(ticket);
+            }
+            Ok(if flushed.persistent { ticket } else { None })
+        })
+    }
+
+    fn set_consumed(&mut self, consumed: bool) {
+        self.core().consumed = consumed;
+    }
+
+    fn write_now(&mut self) -> Result<(), StoreError> {
+        self.op(StoreCore::write_all_now)
+    }
+
+    fn confirms_on_sync(&self, msg: &Message) -> bool {
+        self.durable && (msg.persistent || self.persist_all)
+    }
+
+    fn pop(&mut self) -> Result<Option<QueuedMessage>, StoreError> {
+        self.op(StoreCore::pop)
+    }
+
+    fn requeue(&mut self, msg: QueuedMessage) {
+        self.op(|core| core.requeue(msg))
+    }
+
+    fn ack(&mut self, msg: &QueuedMessage) -> Result<(), StoreError> {
+        self.op(|core| core.ack(msg))
+    }
+
+    fn len(&self) -> usize {
+        if self.core.stale.load(Ordering::Acquire) {
+            return self.core().len();
+        }
+        self.len
+    }
+
+    fn oldest_ready_seq(&self) -> Option<u64> {
+        if self.core.stale.load(Ordering::Acquire) {
+            return self.core().oldest_ready_seq();
+        }
+        self.oldest
+    }
+
+    /// What recovery found (the queue counts from there).
+    fn ready_bytes(&self) -> u64 {
+        self.core().segments.iter().map(|s| s.recovered_bytes).sum()
+    }
+
+    fn purge(&mut self) -> Result<usize, StoreError> {
+        self.op(StoreCore::purge)
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.core().next_seq
+    }
+
+    fn destroy(&mut self) -> Result<(), StoreError> {
+        self.op(StoreCore::destroy)
+    }
+}
+
 impl Drop for DiskQueueStore {
-    /// A store closed without a crash writes what it staged.
+    /// A store closed without a crash writes what it holds (the sync
+    /// thread may still hold the state, with nothing left to write).
     fn drop(&mut self) {
-        if !self.destroyed {
-            let _ = self.flush();
+        let mut core = self.core();
+        if !core.destroyed {
+            if let Err(e) = core.write_out(None) {
+                warn!(dir = %self.dir.display(), error = %e, "cannot write a closed store's messages");
+            }
         }
     }
 }
 
+/// Creates segment file `id` holding just its header, with a durable
+/// directory entry.
 fn create_segment_file(
     disk: &dyn Disk,
     dir: &Path,
@@ -529,312 +729,5 @@ fn create_segment_file(
             }
             Err(e.into())
         }
-    }
-}
-
-impl MessageStore for DiskQueueStore {
-    fn push(&mut self, msg: QueuedMessage) -> Result<(), StoreError> {
-        if self.destroyed {
-            return Err(StoreError::Io(io::Error::new(
-                io::ErrorKind::NotFound,
-                "the queue's store was destroyed",
-            )));
-        }
-        let seq = msg.seq;
-        if seq < self.next_seq || seq == u64::MAX {
-            return Err(Self::invalid_input(format!(
-                "sequence number {seq} is not above the previous one"
-            )));
-        }
-        let start = self.staged.len();
-        let persistent = msg.message.persistent || self.options.persist_all;
-        let stored = Stored {
-            expires_at: msg.expires_at,
-            persistent,
-        };
-        if let Err(e) = encode_message(&mut self.staged, seq, &msg.message, stored) {
-            self.staged.truncate(start);
-            return Err(Self::invalid_input(e.to_string()));
-        }
-        let len = (self.staged.len() - start) as u64;
-        let roll = match self.segments.back() {
-            Some(w) => {
-                w.sealed
-                    || (w.end > FILE_HEADER_LEN as u64 && w.end + len > self.options.segment_size)
-            }
-            None => true,
-        };
-        if roll {
-            // The new record starts the next segment; what was staged
-            // before it ends this one.
-            let record = self.staged.split_off(start);
-            let written = self.write_staged();
-            self.staged = record;
-            if let Err(e) = written.and_then(|()| self.roll()) {
-                self.staged.clear();
-                return Err(e);
-            }
-        }
-        let Some(w) = self.segments.back_mut() else {
-            self.staged.truncate(start);
-            return Err(StoreError::Corrupt("no segment to write to".into()));
-        };
-        if self.staged_from.is_none() {
-            self.staged_from = Some(StagedFrom {
-                end: w.end,
-                first_seq: w.first_seq,
-                last_seq: w.last_seq,
-                live: w.live,
-                seg_unread: w.unread,
-                unread: self.unread,
-                next_seq: self.next_seq,
-            });
-        }
-        if w.last_seq.is_none() {
-            w.first_seq = seq;
-        }
-        w.end += len;
-        w.last_seq = Some(seq);
-        w.live += 1;
-        w.unread += 1;
-        self.unread += 1;
-        self.next_seq = seq + 1;
-        self.staged_persistent |= persistent && self.options.durable;
-        if self.staged.len() >= STAGE_LIMIT {
-            self.write_staged()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<Option<SyncTicket>, StoreError> {
-        let written = self.write_staged();
-        self.write_acks();
-        let failed = self.write_failed.take();
-        let ticket = self.written_ticket.take();
-        written?;
-        match failed {
-            Some(err) => Err(err),
-            None => Ok(ticket),
-        }
-    }
-
-    fn pop(&mut self) -> Result<Option<QueuedMessage>, StoreError> {
-        if let Some((_, msg)) = self.requeued.pop_first() {
-            return Ok(Some(msg));
-        }
-        // The cursor may reach records not written yet.
-        self.write_staged()?;
-        while self.unread > 0 {
-            let Some(i) = self.segment_index(self.cursor.segment) else {
-                // Not reachable: deleting the cursor's segment moves the
-                // cursor on. Start over from the front.
-                error!(
-                    segment = self.cursor.segment,
-                    "read cursor lost its segment"
-                );
-                if self.segments.is_empty() {
-                    self.unread = 0;
-                    break;
-                }
-                self.move_cursor_to(0);
-                continue;
-            };
-            let file = self.cursor_file(i)?;
-            let (id, end) = (self.segments[i].id, self.segments[i].end);
-            let rec = match self.reader.read(id, &*file, self.cursor.offset, end)? {
-                ChunkRead::Record(rec) => rec,
-                ChunkRead::End if i + 1 < self.segments.len() => {
-                    self.move_cursor_to(i + 1);
-                    continue;
-                }
-                ChunkRead::End => {
-                    error!(unread = self.unread, "fewer messages on disk than counted");
-                    for seg in self.segments.iter_mut() {
-                        seg.live = seg.live.saturating_sub(seg.unread);
-                        seg.unread = 0;
-                    }
-                    self.unread = 0;
-                    break;
-                }
-                ChunkRead::Bad(problem) => {
-                    self.abandon_rest_of_segment(i, problem);
-                    continue;
-                }
-            };
-            let seq = rec.layout.seq;
-            self.cursor.offset = rec.next;
-            self.read_floor = seq.saturating_add(1);
-            let seg = &mut self.segments[i];
-            let dropped = !rec.layout.persistent && seq < self.recovered_below;
-            if dropped || seg.acked.contains(seq) {
-                continue;
-            }
-            seg.unread = seg.unread.saturating_sub(1);
-            self.unread = self.unread.saturating_sub(1);
-            let message = match Self::build_message(&rec) {
-                Ok(message) => message,
-                Err(e) => {
-                    error!(seq, error = %e, "stored message has undecodable properties; dropped");
-                    self.settle_unservable(i, seq);
-                    continue;
-                }
-            };
-            self.reader.release_if_before(id, self.cursor.offset);
-            let mark = seq.saturating_add(1);
-            if mark > self.delivered_up_to {
-                self.delivered_up_to = mark;
-                self.mark_staged = true;
-            }
-            return Ok(Some(QueuedMessage {
-                seq,
-                message: Arc::new(message),
-                redelivered: seq < self.redelivered_below,
-                expires_at: rec.layout.expires_at,
-                delivery_count: self.delivery_counts.get(&seq).copied().unwrap_or(0),
-            }));
-        }
-        Ok(None)
-    }
-
-    fn requeue(&mut self, msg: QueuedMessage) {
-        if self.destroyed {
-            return;
-        }
-        if msg.delivery_count > self.delivery_counts.get(&msg.seq).copied().unwrap_or(0) {
-            self.delivery_counts.insert(msg.seq, msg.delivery_count);
-            self.acks_staged
-                .push(AckEntry::Returned(msg.seq, msg.delivery_count.into()));
-        }
-        self.requeued.insert(msg.seq, msg);
-    }
-
-    fn ack(&mut self, msg: &QueuedMessage) -> Result<(), StoreError> {
-        if self.destroyed {
-            return Ok(());
-        }
-        let seq = msg.seq;
-        let Some(i) = self.segment_holding(seq) else {
-            return Ok(());
-        };
-        if self.segments[i].acked.contains(seq) {
-            return Ok(());
-        }
-        self.stage_ack(seq);
-        self.requeued.remove(&seq);
-        self.delivery_counts.remove(&seq);
-        // Normally only delivered messages are acked; one the cursor has not
-        // reached yet leaves the ready count too.
-        let was_dropped = !msg.message.persistent && seq < self.recovered_below;
-        let seg = &mut self.segments[i];
-        seg.acked.insert(seq);
-        seg.live = seg.live.saturating_sub(1);
-        if seq >= self.read_floor && !was_dropped && seg.unread > 0 {
-            seg.unread -= 1;
-            self.unread -= 1;
-        }
-        self.delete_if_settled(i);
-        Ok(())
-    }
-
-    fn len(&self) -> usize {
-        self.requeued.len() + self.unread as usize
-    }
-
-    /// What recovery found (the queue counts from there).
-    /// Requeued messages are older than any unread one; the next unread
-    /// record's number is not known before it is read.
-    fn oldest_ready_seq(&self) -> Option<u64> {
-        self.requeued.keys().next().copied()
-    }
-
-    fn ready_bytes(&self) -> u64 {
-        self.segments.iter().map(|s| s.recovered_bytes).sum()
-    }
-
-    fn purge(&mut self) -> Result<usize, StoreError> {
-        if self.destroyed {
-            return Ok(0);
-        }
-        self.write_staged()?;
-        self.write_acks();
-        let count = self.len();
-        let mut entries: Vec<AckEntry> = self
-            .requeued
-            .keys()
-            .map(|&seq| AckEntry::Ack(seq))
-            .collect();
-        let range = (self.unread > 0).then_some((self.read_floor, self.next_seq));
-        // Purged messages need their delivery counts no more; delivered
-        // ones keep theirs.
-        let floor = range.map_or(u64::MAX, |r| r.0);
-        let requeued = &self.requeued;
-        self.delivery_counts
-            .retain(|seq, _| *seq < floor && !requeued.contains_key(seq));
-        if let Some((from, to)) = range {
-            entries.push(AckEntry::Range(from, to));
-        }
-        if entries.is_empty() {
-            return Ok(0);
-        }
-        self.materialize()?.append(&entries)?;
-        self.ack_log_written();
-        for seq in std::mem::take(&mut self.requeued).into_keys() {
-            if let Some(i) = self.segment_holding(seq) {
-                let seg = &mut self.segments[i];
-                if seg.acked.insert(seq) {
-                    seg.live = seg.live.saturating_sub(1);
-                }
-            }
-        }
-        if let Some((from, _)) = range {
-            let start = self.segment_index(self.cursor.segment).unwrap_or(0);
-            for seg in self.segments.iter_mut().skip(start) {
-                if let Some(last) = seg.last_seq {
-                    let from = from.max(seg.first_seq);
-                    if from <= last {
-                        seg.acked.insert_range(from, last.saturating_add(1));
-                    }
-                }
-                seg.live = seg.live.saturating_sub(seg.unread);
-                seg.unread = 0;
-            }
-            self.unread = 0;
-            self.read_floor = self.next_seq;
-            let last = self.segments.len();
-            self.move_cursor_to(last);
-        }
-        let mut i = 0;
-        while i < self.segments.len() {
-            if !self.delete_if_settled(i) {
-                i += 1;
-            }
-        }
-        self.maybe_compact();
-        Ok(count)
-    }
-
-    fn next_seq(&self) -> u64 {
-        self.next_seq
-    }
-
-    fn destroy(&mut self) -> Result<(), StoreError> {
-        self.destroyed = true;
-        self.staged.clear();
-        self.staged_from = None;
-        self.acks_staged.clear();
-        self.mark_staged = false;
-        self.segments.clear();
-        self.requeued.clear();
-        self.unread = 0;
-        self.reader.release();
-        self.cursor.file = None;
-        self.disk.remove_dir_all(&self.dir)?;
-        if let Some(parent) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            match self.disk.sync_dir(parent) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
-                _ => {}
-            }
-        }
-        Ok(())
     }
 }

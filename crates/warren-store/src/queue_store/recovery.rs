@@ -1,4 +1,4 @@
-//! Opening a [`DiskQueueStore`]: recovery of its directory (the ack log,
+//! Opening a [`StoreCore`]: recovery of its directory (the ack log,
 //! then every segment in order), or a new store that creates nothing until
 //! its first message. `docs/storage-format.md` lists the steps.
 
@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use warren_core::StoreError;
 
-use super::{create_segment_file, Cursor, DiskQueueStore, StoreOptions};
+use super::{create_segment_file, Cursor, DiskQueueStore, StoreCore, StoreOptions};
 use crate::ack_log::{AckLog, RecoveredAcks};
 use crate::disk::Disk;
 use crate::segment::{parse_segment_file_name, segment_file_name, ChunkReader, Segment};
@@ -21,7 +21,7 @@ impl DiskQueueStore {
         disk: Arc<dyn Disk>,
         dir: PathBuf,
         sync: Arc<SyncCoordinator>,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<DiskQueueStore, StoreError> {
         Self::open_with_options(disk, dir, sync, StoreOptions::default())
     }
 
@@ -31,7 +31,7 @@ impl DiskQueueStore {
         dir: PathBuf,
         sync: Arc<SyncCoordinator>,
         options: StoreOptions,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<DiskQueueStore, StoreError> {
         // Missing or empty: a new store (or one created just before a
         // crash, before any file), made on its first write.
         let names = disk.list(&dir)?;
@@ -83,7 +83,7 @@ impl DiskQueueStore {
         let unread = segments.iter().map(|s| s.unread).sum();
         let cursor = Cursor::at_start_of(segments.front().map_or(0, |s| s.id));
 
-        let mut store = DiskQueueStore {
+        let mut store = StoreCore {
             write_file,
             disk,
             dir,
@@ -108,11 +108,19 @@ impl DiskQueueStore {
                 .map(|(&seq, &n)| (seq, n))
                 .collect(),
             delivered_up_to: acks.delivered_up_to,
+            unwritten: VecDeque::new(),
+            unwritten_ready: 0,
+            unwritten_ready_count: 0,
+            unwritten_bytes: 0,
+            reported_bytes: 0,
+            batches: VecDeque::new(),
+            pushed_persistent: false,
+            consumed: false,
+            ready_changed: false,
+            batch_from: None,
             staged: Vec::new(),
             staged_from: None,
             staged_persistent: false,
-            written_ticket: None,
-            write_failed: None,
             acks_staged: Vec::new(),
             mark_staged: false,
             destroyed: false,
@@ -129,6 +137,6 @@ impl DiskQueueStore {
             store.disk.sync_dir(&store.dir)?;
         }
         store.maybe_compact();
-        Ok(store)
+        Ok(DiskQueueStore::new(store))
     }
 }
