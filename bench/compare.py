@@ -1,20 +1,54 @@
 #!/usr/bin/env python3
-"""Warren and RabbitMQ side by side.
+"""Warren side by side with RabbitMQ and, optionally, LavinMQ.
 
 Installs RabbitMQ from Debian's packages if it is missing, starts it and
 Warren on free ports with fresh data directories, runs each scenario against
-both in alternation (A B A B ...) for --rounds rounds with `warren perf`,
-samples each broker's RSS and CPU, and prints a table of medians with
-Warren/RabbitMQ ratios (Markdown, ready for docs/BENCHMARKS.md).
+each broker in alternation (A B A B ..., or A B C A B C ...) for --rounds
+rounds with `warren perf`, samples each broker's RSS and CPU, and prints a
+table of medians with Warren/RabbitMQ ratios (Markdown, ready for
+docs/BENCHMARKS.md).
+
+LavinMQ can be added with --lavinmq PATH, the path of a LavinMQ 1.0.1 binary
+(built from its public source): each round then runs Warren, LavinMQ and
+RabbitMQ in that order, and the table gets a LavinMQ column and a
+Warren/LavinMQ ratio. --brokers picks which of them run (a comma list of
+warren, lavinmq and rabbitmq; by default warren and rabbitmq, and lavinmq
+when --lavinmq is given), for instance only Warren and LavinMQ, in which
+case RabbitMQ is not even installed; the table shows the brokers run, with a
+Warren/X ratio for each other one.
 
     cargo build --release -p warren
     python3 bench/compare.py --rounds 3 --duration 10
+    python3 bench/compare.py --lavinmq PATH --brokers warren,lavinmq
 
 Run as root (RabbitMQ runs as its own user). Everything it starts, it stops.
 RabbitMQ is started through su, whose PAM session would leave it 1,024 open
 files (about 830 sockets); the script raises that to its own hard limit (at
 most 65,536, like the Debian package's systemd unit) and prints each broker's
 limit at the start.
+
+LavinMQ runs as the script's user, with `--data-dir DIR --bind 127.0.0.1
+--amqp-port PORT --http-port -1` (no HTTP listener), its log in a temporary
+file. Every LavinMQ binds the control socket /tmp/lavinmqctl.sock, whatever
+its data directory, taking it from any other LavinMQ on the machine: the
+script runs one at a time, and none should be running besides.
+
+persistent-64k and persistent-1m are the persistent scenario with 64 KiB and
+1 MiB bodies, its confirm window, ack batch and prefetch scaled down (256,
+16, 256 and 32, 4, 32): at most 16 MiB and 32 MiB unconfirmed. Their backlog
+variants, persistent-64k-backlog (20,000 messages, 1.25 GiB) and
+persistent-1m-backlog (2,000, 2 GiB), and persistent-backlog-1m (1,000,000
+persistent 1 KiB messages with the persistent scenario's settings) publish
+their backlog with confirms into a durable queue and then drain it, judged
+like backlog-1m by the lower of the two rates; they run only when
+--scenarios names them.
+
+--cpu-per-message adds a second table: for each msgs/s scenario, each
+broker's CPU time per message delivered, in µs (fanout counts each of the
+ten deliveries): the broker CPU time perf sampled from /proc over the run
+(`broker_cpu_s` in its summary: from the start of publishing until the run
+was over, leaving out connecting and declaring) divided by the messages
+delivered, median over the runs.
 
 Two scenarios are about connections rather than messages:
 
@@ -26,24 +60,25 @@ evenly rather than 1,000 at once. Judged by end-to-end p99 latency; RSS is
 the broker's peak (which includes setting up the 2,000 connections). Each
 run starts on a freshly started broker, so that memory kept from earlier
 runs (allocators seldom give it back) does not count, and with the other
-broker stopped, so that its winding down after its own run does not compete
-for the CPU. perf runs on two threads here; its CPU use is in the last
-column.
+brokers stopped, so that their winding down after their own runs does not
+compete for the CPU. perf runs on two threads here; its CPU use is in the
+last column.
 
 idle-10k: 10,000 connections, each with the handshake completed (heartbeat
-interval as the broker proposes: 60 s for both), one channel open, and then
-nothing but heartbeats for --duration seconds (`warren perf
---idle-connections 10000 --hold SECONDS`, at most 64 handshakes in flight).
-Each run starts on a freshly started broker, the other one stopped: its RSS
-is sampled for 2 s before perf starts ("before") and during the hold, from 1
-s after the last connection opened until 0.5 s before the hold ends ("held",
-the median of those samples). Memory per connection = (held - before) /
-connections held, in KiB. The RSS column shows "held"; the CPU column is the
-broker's over the whole run, mostly the handshakes.
+interval as the broker proposes: 60 s for Warren and RabbitMQ, 300 s for
+LavinMQ), one channel open, and then nothing but heartbeats for --duration
+seconds (`warren perf --idle-connections 10000 --hold SECONDS`, at most 64
+handshakes in flight). Each run starts on a freshly started broker, the
+others stopped: its RSS is sampled for 2 s before perf starts ("before") and
+during the hold, from 1 s after the last connection opened until 0.5 s
+before the hold ends ("held", the median of those samples). Memory per
+connection = (held - before) / connections held, in KiB. The RSS column
+shows "held"; the CPU column is the broker's over the whole run, mostly the
+handshakes.
 
 Five scenarios are about queue features (RSS is the broker's peak; all but
-priority-10 start each run on a fresh broker with the other one stopped,
-and run only when --scenarios names them):
+priority-10 start each run on a fresh broker with the others stopped, and
+run only when --scenarios names them):
 
 priority-10: a queue with x-max-priority 10, one producer publishing 16-byte
 messages with priorities 0, 1, ..., 9, 0, ... (`--priorities 10`) and one
@@ -111,7 +146,7 @@ class Scenario:
     drain rates), "idle" (broker memory per idle connection; lower is
     better, as for latency), or one of the queue-feature measures (see
     MEASURES and the docstring). `fresh` starts each run on a freshly
-    started broker, with the other one stopped. `extra` lists further rows
+    started broker, with the others stopped. `extra` lists further rows
     (title, kind) judged from the same runs. `timed` scenarios get
     --duration; the others bound themselves. `ttl_s` is the message TTL of
     an "expiry" scenario."""
@@ -131,7 +166,18 @@ UNTIMED = {"backlog", "idle", "expiry", "burst", "deadletter", "declare"}
 
 
 # Scenarios run only when --scenarios names them.
-OPT_IN = {"backlog-10m", "ttl-expiry", "ttl-burst", "dead-letter-1m", "expires-10k"}
+OPT_IN = {"backlog-10m", "persistent-64k-backlog", "persistent-1m-backlog",
+          "persistent-backlog-1m", "ttl-expiry", "ttl-burst", "dead-letter-1m", "expires-10k"}
+
+def persistent(size, window, ack_every, backlog=None):
+    """perf's arguments for persistent messages into a durable queue, with
+    confirms (at most `window` unconfirmed) and a consumer acking every
+    `ack_every` with a prefetch of `window`; with `backlog`, that many are
+    published before the consumer starts."""
+    args = ["--size", str(size), "--persistent", "--durable", "--confirm", str(window),
+            "--ack-every", str(ack_every), "--prefetch", str(window)]
+    return args + (["--backlog", str(backlog)] if backlog else [])
+
 
 SCENARIOS = {
     "transient": Scenario(
@@ -140,8 +186,16 @@ SCENARIOS = {
     ),
     "persistent": Scenario(
         "persistent 1 KiB, durable, confirm 1000, ack every 100, prefetch 1000",
-        ["--size", "1024", "--persistent", "--durable", "--confirm", "1000",
-         "--ack-every", "100", "--prefetch", "1000"],
+        persistent(1024, 1000, 100),
+    ),
+    # Large persistent messages; see the docstring.
+    "persistent-64k": Scenario(
+        "persistent 64 KiB, durable, confirm 256, ack every 16, prefetch 256",
+        persistent(65536, 256, 16),
+    ),
+    "persistent-1m": Scenario(
+        "persistent 1 MiB, durable, confirm 32, ack every 4, prefetch 32",
+        persistent(1 << 20, 32, 4),
     ),
     "fanout": Scenario(
         "fanout 1 → 10 queues, transient 16 B (deliveries/s)",
@@ -172,6 +226,25 @@ SCENARIOS = {
     "backlog-10m": Scenario(
         "backlog 10M × 16 B, then drain",
         ["--size", "16", "--backlog", "10000000"],
+        kind="backlog",
+    ),
+    # Persistent backlogs, not run unless named (gigabytes on disk).
+    "persistent-64k-backlog": Scenario(
+        "persistent 64 KiB backlog: 20,000 published (confirm 256), then drained "
+        "(ack every 16, prefetch 256)",
+        persistent(65536, 256, 16, backlog=20000),
+        kind="backlog",
+    ),
+    "persistent-1m-backlog": Scenario(
+        "persistent 1 MiB backlog: 2,000 published (confirm 32), then drained "
+        "(ack every 4, prefetch 32)",
+        persistent(1 << 20, 32, 4, backlog=2000),
+        kind="backlog",
+    ),
+    "persistent-backlog-1m": Scenario(
+        "persistent 1 KiB backlog: 1,000,000 published (confirm 1000), then drained "
+        "(ack every 100, prefetch 1000)",
+        persistent(1024, 1000, 100, backlog=1000000),
         kind="backlog",
     ),
     # Queue features; see the docstring.
@@ -230,6 +303,10 @@ SCENARIOS = {
 BASELINE_S = 2.0
 HOLD_SETTLE_S = 1.0
 HOLD_END_MARGIN_S = 0.5
+
+
+# The brokers --brokers may name, in the order each round runs them.
+BROKERS = ("warren", "lavinmq", "rabbitmq")
 
 
 def free_port():
@@ -295,7 +372,7 @@ def cpu_seconds(pid):
 
 
 class Warren:
-    name = "Warren"
+    name, initial = "Warren", "W"
 
     def __init__(self, binary, env=None):
         self.binary = binary
@@ -306,7 +383,8 @@ class Warren:
         self.dir = tempfile.mkdtemp(prefix="warren-bench-")
         self.log = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(
-            [self.binary, "serve", "--amqp-port", str(self.port), "--management-port", "0", "--data-dir", self.dir],
+            [self.binary, "serve", "--amqp-port", str(self.port), "--management-port", "0",
+             "--prometheus-port", "0", "--data-dir", self.dir],
             stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         wait_port(self.port, 30)
         self.pid = self.proc.pid
@@ -324,8 +402,50 @@ class Warren:
         return tail_matching(self.log, ("WARN", "ERROR"), lines)
 
 
+class LavinMQ:
+    """A LavinMQ 1.0.1 binary: one native process, run as this script's
+    user. Each binds /tmp/lavinmqctl.sock, so only one may run at a time."""
+
+    name, initial = "LavinMQ", "L"
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def start(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="lavinmq-bench-")
+        self.log = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(
+            [self.binary, "--data-dir", self.dir, "--bind", "127.0.0.1",
+             "--amqp-port", str(self.port), "--http-port", "-1"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        try:
+            wait_port(self.port, 30)
+        except RuntimeError:
+            tail = self.log_tail()
+            self.stop()
+            raise RuntimeError(f"LavinMQ did not start: {tail}") from None
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_tail(self, lines=10):
+        """The last warnings and errors LavinMQ logged."""
+        self.log.flush()
+        self.log.seek(0)
+        return tail_matching(self.log, ("WARN", "ERROR"), lines)
+
+
 class RabbitMQ:
-    name = "RabbitMQ"
+    name, initial = "RabbitMQ", "R"
     server = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
     def ensure_installed(self):
@@ -578,6 +698,14 @@ def main():
                     default=",".join(k for k in SCENARIOS if k not in OPT_IN))
     ap.add_argument("--warren-env", action="append", default=[], metavar="NAME=VALUE",
                     help="set this in Warren's environment (repeatable), to try a setting")
+    ap.add_argument("--lavinmq", metavar="PATH",
+                    help="a LavinMQ 1.0.1 binary: compare with LavinMQ too")
+    ap.add_argument("--brokers", metavar="LIST",
+                    help=f"which brokers to run, a comma list of {', '.join(BROKERS)} "
+                         "[default: warren,rabbitmq, and lavinmq with --lavinmq]")
+    ap.add_argument("--cpu-per-message", action="store_true",
+                    help="after the table, print each broker's CPU µs per message delivered "
+                         "in the msgs/s scenarios")
     args = ap.parse_args()
     try:
         warren_env = dict(item.split("=", 1) for item in args.warren_env)
@@ -587,12 +715,30 @@ def main():
     unknown = [k for k in keys if k not in SCENARIOS]
     if unknown:
         ap.error(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
+    if args.brokers is None:
+        chosen = {"warren", "rabbitmq"} | ({"lavinmq"} if args.lavinmq else set())
+    else:
+        chosen = {b.strip().lower() for b in args.brokers.split(",") if b.strip()}
+        unknown = sorted(chosen - set(BROKERS))
+        if unknown or not chosen:
+            ap.error(f"--brokers: unknown {unknown}; known: {', '.join(BROKERS)}")
+    if "lavinmq" in chosen:
+        if not args.lavinmq:
+            ap.error("--brokers names lavinmq: give its binary with --lavinmq PATH")
+        if not os.access(args.lavinmq, os.X_OK):
+            ap.error(f"--lavinmq {args.lavinmq}: not an executable file")
     perf = os.path.abspath(args.warren)
     # Warren and `warren perf` inherit this process's limit on open files;
     # a thousand or more connections need more than the usual soft 1024.
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (nofile_limit(), hard))
-    brokers = [Warren(perf, warren_env), RabbitMQ()]
+    make = {
+        "warren": lambda: Warren(perf, warren_env),
+        "lavinmq": lambda: LavinMQ(os.path.abspath(args.lavinmq)),
+        "rabbitmq": RabbitMQ,
+    }
+    # Always in the order of BROKERS, whatever the order of --brokers.
+    brokers = [make[key]() for key in BROKERS if key in chosen]
     if warren_env:
         print(f"Warren's environment adds {warren_env}", file=sys.stderr)
     results = {}
@@ -616,7 +762,7 @@ def main():
             for rnd in range(args.rounds):
                 for b in brokers:
                     if scenario.fresh:
-                        # The other broker goes too: one that has just had
+                        # The others go too: a broker that has just had
                         # thousands of connections closed works on for a
                         # while (RabbitMQ for several seconds), which would
                         # skew this run's figures.
@@ -635,20 +781,37 @@ def main():
         for b in list(running):
             stop(b)
 
-    print("| scenario | measure | Warren | RabbitMQ | Warren/RabbitMQ | RSS MiB W / R "
-          "| broker CPU % W / R | perf CPU % W / R |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    names = [b.name for b in brokers]
+    initials = " / ".join(b.initial for b in brokers)
+    ratios = [f"Warren/{n}" for n in names if n != "Warren"] if "Warren" in names else []
+    header = (["scenario", "measure"] + names + ratios
+              + [f"RSS MiB {initials}", f"broker CPU % {initials}", f"perf CPU % {initials}"])
+    print_table_header(header)
     for key in keys:
         scenario = SCENARIOS[key]
         for title, kind in scenario.rows():
-            print_row(scenario, title, kind, results.get((key, "Warren"), []),
-                      results.get((key, "RabbitMQ"), []))
+            print_row(scenario, title, kind, names,
+                      {n: results.get((key, n), []) for n in names})
+    if args.cpu_per_message:
+        print_cpu_per_message(keys, names, results)
 
 
-def print_row(scenario, title, kind, warren_runs, rabbit_runs):
-    """One row of the table: medians over the runs of each broker."""
+def print_table_header(columns):
+    print("| " + " | ".join(columns) + " |")
+    print("|" + " --- |" * len(columns))
+
+
+def ratio(a, b):
+    """a/b; n/a when either is missing or 0 or below (a lag of a few ms)."""
+    return f"{a / b:.2f}×" if a is not None and b is not None and a > 0 and b > 0 else "n/a"
+
+
+def print_row(scenario, title, kind, names, runs_by_name):
+    """One row of the table: medians over the runs of each broker (in the
+    order of `names`), and Warren's ratio to each other broker."""
     med, rss, cpu, tool = {}, {}, {}, {}
-    for name, runs in (("Warren", warren_runs), ("RabbitMQ", rabbit_runs)):
+    for name in names:
+        runs = runs_by_name[name]
         vals = [v for v in (headline(scenario, s, kind) for s in runs) if v is not None]
         med[name] = statistics.median(vals) if vals else None
         ok = [s for s in runs if "error" not in s]
@@ -656,15 +819,42 @@ def print_row(scenario, title, kind, warren_runs, rabbit_runs):
         rss[name] = median_of("broker_rss_mib")
         cpu[name] = median_of("broker_cpu_pct")
         tool[name] = median_of("tool_cpu_pct")
-    w, r = med["Warren"], med["RabbitMQ"]
-    # A ratio means nothing when either figure is 0 or below (a lag of a few ms).
-    ratio = f"{w / r:.2f}×" if w is not None and r is not None and w > 0 and r > 0 else "n/a"
+    ratios = ([ratio(med["Warren"], med[n]) for n in names if n != "Warren"]
+              if "Warren" in names else [])
     places = PLACES.get(kind, 0)
     fmt = lambda v: "n/a" if v is None else f"{v:,.{places}f}"
     fmt1 = lambda v: "n/a" if v is None else f"{v:.0f}"
-    pair = lambda d: f"{fmt1(d['Warren'])} / {fmt1(d['RabbitMQ'])}"
-    print(f"| {title} | {MEASURES[kind]} | {fmt(w)} | {fmt(r)} | {ratio} | "
-          f"{pair(rss)} | {pair(cpu)} | {pair(tool)} |")
+    joined = lambda d: " / ".join(fmt1(d[n]) for n in names)
+    cells = ([title, MEASURES[kind]] + [fmt(med[n]) for n in names] + ratios
+             + [joined(rss), joined(cpu), joined(tool)])
+    print("| " + " | ".join(cells) + " |")
+
+
+def cpu_us_per_message(s):
+    """The broker's CPU µs per message delivered in one run: the CPU time
+    perf sampled over the run (publishing start to its end) / deliveries."""
+    if "error" in s or s.get("broker_cpu_s") is None or not s.get("delivered"):
+        return None
+    return 1e6 * s["broker_cpu_s"] / s["delivered"]
+
+
+def print_cpu_per_message(keys, names, results):
+    """The second table: medians of cpu_us_per_message, msgs/s scenarios only."""
+    rated = [key for key in keys if SCENARIOS[key].kind == "rate"]
+    if not rated:
+        print("--cpu-per-message: none of the scenarios run is judged in msgs/s",
+              file=sys.stderr)
+        return
+    print()
+    print_table_header(["scenario"] + [f"{n} µs/msg" for n in names])
+    for key in rated:
+        cells = [SCENARIOS[key].title]
+        for n in names:
+            vals = [v for v in map(cpu_us_per_message, results.get((key, n), []))
+                    if v is not None]
+            med = statistics.median(vals) if vals else None
+            cells.append("n/a" if med is None else f"{med:,.{2 if med < 100 else 0}f}")
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
