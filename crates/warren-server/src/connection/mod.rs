@@ -341,16 +341,18 @@ pub async fn serve(
         let can_read = conn.out.len() < WRITE_HIGH_WATER;
         let read_socket = can_read && !conn.blocked;
         let want_write = !conn.out.is_empty();
-        let pieces = conn.out.slices();
         let wait_sync = conn.waiting_for_sync();
-        let wake = tokio::select! {
-            r = reader.read_buf(&mut conn.rbuf), if read_socket => Wake::Read(r),
-            e = conn.rx.recv(), if can_read => Wake::Event(e),
-            w = writer.write_vectored(&pieces), if want_write => Wake::Wrote(w),
-            _ = tokio::time::sleep_until(tick.into()) => Wake::Tick,
-            _ = stop.changed(), if !stopping => Wake::Stop,
-            _ = conn.synced.changed(), if wait_sync => Wake::Synced,
-            Ok(()) = conn.alarms.changed() => Wake::Alarm,
+        let wake = {
+            let pieces = conn.out.slices();
+            tokio::select! {
+                r = reader.read_buf(&mut conn.rbuf), if read_socket => Wake::Read(r),
+                e = conn.rx.recv(), if can_read => Wake::Event(e),
+                w = writer.write_vectored(&pieces), if want_write => Wake::Wrote(w),
+                _ = tokio::time::sleep_until(tick.into()) => Wake::Tick,
+                _ = stop.changed(), if !stopping => Wake::Stop,
+                _ = conn.synced.changed(), if wait_sync => Wake::Synced,
+                Ok(()) = conn.alarms.changed() => Wake::Alarm,
+            }
         };
         match wake {
             Wake::Read(Ok(0)) | Wake::Read(Err(_)) => break,

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use smallvec::SmallVec;
 use warren_core::Message;
 use warren_protocol::{
     encode_body_frames, encode_content_header, encode_method_frame, frame_type, Method,
@@ -52,9 +53,9 @@ impl Out {
         self.len() == 0
     }
 
-    /// The next pieces to write, in order.
-    pub fn slices(&self) -> Vec<IoSlice<'_>> {
-        let mut v: Vec<IoSlice<'_>> = self
+    /// The next pieces to write, in order (usually one: no allocation).
+    pub fn slices(&self) -> SmallVec<[IoSlice<'_>; 4]> {
+        let mut v: SmallVec<[IoSlice<'_>; 4]> = self
             .queued
             .iter()
             .take(MAX_IOV - 1)
