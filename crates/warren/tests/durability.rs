@@ -638,11 +638,12 @@ async fn messages_acked_before_their_write_are_confirmed_and_never_written() {
         ids
     });
     ch.confirm_select(Default::default()).await.unwrap();
-    // A window of 50 unconfirmed publishes, which the consumer keeps up
-    // with (their confirms come with its acks).
-    for from in (0..N).step_by(50) {
+    // A window of 300 unconfirmed publishes (enough that writes are worth
+    // saving), which the consumer keeps up with: their confirms come with
+    // its acks.
+    for from in (0..N).step_by(300) {
         let mut confirms = Vec::new();
-        for id in from..(from + 50).min(N) {
+        for id in from..(from + 300).min(N) {
             let c = ch
                 .basic_publish(
                     "",

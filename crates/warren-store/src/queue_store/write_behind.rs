@@ -298,6 +298,11 @@ impl StoreCore {
         if self.unwritten_ready_count > DEFER_READY_MAX || self.unwritten_bytes > DEFER_BYTES_MAX {
             return None;
         }
+        // A few messages cost little to write, and a publisher may be
+        // waiting for each confirm: no delay.
+        if self.unwritten.len() < DEFER_MIN_MESSAGES && self.unwritten_bytes < DEFER_MIN_BYTES {
+            return None;
+        }
         let mut batches = self.batches.iter().peekable();
         let candidates = if self.consumed {
             self.unwritten.len()
@@ -469,6 +474,9 @@ const WRITE_RETRY: Duration = Duration::from_millis(100);
 /// are, or more bytes.
 const DEFER_READY_MAX: usize = 1024;
 const DEFER_BYTES_MAX: usize = 48 << 20;
+/// Nor while fewer messages than this, and fewer bytes, are unwritten.
+const DEFER_MIN_MESSAGES: usize = 64;
+const DEFER_MIN_BYTES: usize = 1 << 20;
 
 /// The memory bound of a store's unwritten messages, by default
 /// ([`super::StoreOptions::unwritten_limit`]).
