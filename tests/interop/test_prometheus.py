@@ -820,6 +820,9 @@ def test_oldest_unacked_message_age_on_a_durable_queue(prometheus, vhost_channel
     assert 1.0 <= expo.value(unacked, vhost=vhost, queue=queue) < 60
     assert 1.0 <= expo.value(ready, vhost=vhost, queue=queue) < 60
     ch.basic_nack(method.delivery_tag, requeue=True)
+    # basic.nack has no reply: a passive declare behind it on the channel
+    # returns only once the broker has handled the nack.
+    ch.queue_declare(queue, passive=True)
     expo = scrape(prometheus, "/metrics/per-object")
     assert expo.value(unacked, vhost=vhost, queue=queue) == 0
     assert 1.0 <= expo.value(ready, vhost=vhost, queue=queue) < 60
