@@ -6,12 +6,13 @@
 #
 #   bash bench/backlog.sh 10000000 [SIZE]
 #
-# Uses target/release/warren (cargo build --release -p warren).
+# Uses target/release/warren (cargo build --release -p warren), or the
+# binary WARREN names (to compare two builds in one sitting).
 set -euo pipefail
 N=${1:-1000000}
 SIZE=${2:-16}
 cd "$(dirname "$0")/.."
-W=target/release/warren
+W=${WARREN:-target/release/warren}
 DATA=$(mktemp -d)
 trap 'rm -rf "$DATA"' EXIT
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
