@@ -166,8 +166,9 @@ class WarrenProcess:
     def __init__(self, binary: Path, data_dir: Path, port: Optional[int] = None,
                  host: str = LOOPBACK, log_path: Optional[Path] = None,
                  mgmt_port: Optional[int] = None, bind: Optional[str] = None,
-                 prometheus_port: Optional[int] = None):
+                 prometheus_port: Optional[int] = None, extra_args: tuple = ()):
         self.binary = binary
+        self.extra_args = list(extra_args)
         self.data_dir = Path(data_dir)
         self.host = host
         # the --bind address (e.g. 0.0.0.0); ``host`` stays the address the
@@ -204,7 +205,7 @@ class WarrenProcess:
         return [str(self.binary), "serve", "--bind", self.bind,
                 "--amqp-port", str(self.port), "--data-dir", str(self.data_dir),
                 "--management-port", str(self.mgmt_port),
-                "--prometheus-port", str(self.prometheus_port)]
+                "--prometheus-port", str(self.prometheus_port)] + self.extra_args
 
     def start(self, timeout: float = START_TIMEOUT) -> "WarrenProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -271,13 +272,14 @@ class BrokerFactory:
 
     def start(self, data_dir: Optional[Path] = None, port: Optional[int] = None,
               mgmt_port: Optional[int] = None, bind: Optional[str] = None,
-              prometheus_port: Optional[int] = None) -> WarrenProcess:
+              prometheus_port: Optional[int] = None,
+              extra_args: tuple = ()) -> WarrenProcess:
         """``bind``: the address to listen on (default: 127.0.0.1, also the
-        address the suite connects to)."""
+        address the suite connects to); ``extra_args``: more ``serve`` flags."""
         if data_dir is None:
             data_dir = Path(tempfile.mkdtemp(prefix="data-", dir=self.base_dir))
         proc = WarrenProcess(self.binary, data_dir, port=port, mgmt_port=mgmt_port, bind=bind,
-                             prometheus_port=prometheus_port)
+                             prometheus_port=prometheus_port, extra_args=extra_args)
         self.processes.append(proc)
         return proc.start()
 

@@ -43,7 +43,8 @@ fn connection_json(state: &AppState, c: &ConnectionInfo) -> Value {
         "timeout": c.heartbeat,
         "connected_at": c.opened_at,
         "auth_mechanism": c.auth_mechanism,
-        "ssl": false,
+        "ssl": c.tls.is_some(),
+        "ssl_protocol": c.tls,
         "client_properties": table_to_json(&c.client_properties),
     })
 }

@@ -36,6 +36,9 @@ pub struct ConnectionInfo {
     /// Negotiated heartbeat timeout, seconds.
     pub heartbeat: u16,
     pub auth_mechanism: String,
+    /// The TLS version of an AMQPS connection (`tlsv1.3`), `None` for a
+    /// plain one.
+    pub tls: Option<String>,
     pub(crate) tx: UnboundedSender<ConnEvent>,
 }
 

@@ -22,6 +22,7 @@ mod resources;
 mod staging;
 pub mod stats;
 mod tenants;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -57,27 +58,58 @@ pub async fn run(
 /// closes every connection (320 CONNECTION_FORCED), waits for them briefly
 /// and syncs the stores.
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
+    serve_listeners(Some(listener), None, broker, shutdown).await;
+}
+
+/// Like [`serve`], on a plain AMQP listener, an AMQPS one (with the
+/// acceptor that does its TLS handshakes), or both.
+pub async fn serve_listeners(
+    plain: Option<TcpListener>,
+    tls: Option<(TcpListener, tls::TlsAcceptor)>,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()>,
+) {
+    async fn accept(
+        listener: Option<&TcpListener>,
+    ) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+        match listener {
+            Some(l) => l.accept().await,
+            None => std::future::pending().await,
+        }
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
+    let (tls_listener, acceptor) = match tls {
+        Some((l, a)) => (Some(l), Some(a)),
+        None => (None, None),
+    };
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let broker = Arc::clone(&broker);
-                    let stop = stop_rx.clone();
-                    tasks.spawn(async move {
-                        connection::serve(stream, peer, broker, stop).await;
-                    });
-                }
-                Err(err) => {
-                    warn!(%err, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        let (accepted, secure) = tokio::select! {
+            a = accept(plain.as_ref()) => (a, false),
+            a = accept(tls_listener.as_ref()) => (a, true),
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             _ = &mut shutdown => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let broker = Arc::clone(&broker);
+                let stop = stop_rx.clone();
+                match acceptor.as_ref().filter(|_| secure) {
+                    Some(a) => {
+                        let a = a.clone();
+                        tasks.spawn(connection::serve_tls(stream, peer, a, broker, stop));
+                    }
+                    None => {
+                        tasks.spawn(connection::serve(stream, peer, broker, stop));
+                    }
+                }
+            }
+            Err(err) => {
+                warn!(%err, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
         }
     }
     info!(connections = tasks.len(), "shutting down");

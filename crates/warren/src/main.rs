@@ -140,6 +140,26 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
             }
             info!(file = %path.display(), "definitions loaded");
         }
+        // The TLS listener first: once the plain port accepts, both do.
+        let amqps = match &args.amqps {
+            None => None,
+            Some(a) => {
+                let acceptor = match a.files.acceptor() {
+                    Ok(acceptor) => acceptor,
+                    Err(err) => {
+                        error!(%err, "cannot start the AMQPS listener");
+                        broker.shutdown();
+                        return std::process::ExitCode::FAILURE;
+                    }
+                };
+                let Some(l) = listen(&a.bind, a.port, "AMQPS").await else {
+                    broker.shutdown();
+                    return std::process::ExitCode::FAILURE;
+                };
+                info!(addr = ?l.local_addr().ok(), "Warren listening for AMQP 0-9-1 over TLS");
+                Some((l, acceptor))
+            }
+        };
         let addr = format!("{}:{}", args.bind, args.amqp_port);
         let listener = match TcpListener::bind(&addr).await {
             Ok(l) => l,
@@ -187,7 +207,7 @@ fn serve(args: ServeArgs) -> std::process::ExitCode {
             let _ = stop_tx.send(true);
         });
         info!(addr = ?local, data_dir = %args.data_dir.display(), "Warren listening for AMQP 0-9-1");
-        warren_server::serve(listener, broker, stopped(stop_rx)).await;
+        warren_server::serve_listeners(Some(listener), amqps, broker, stopped(stop_rx)).await;
         info!("stopped");
         std::process::ExitCode::SUCCESS
     })
@@ -215,7 +235,7 @@ async fn shutdown_signal() {
     }
 }
 
-/// Binds an HTTP listener, logging why it cannot.
+/// Binds a listener, logging why it cannot.
 async fn listen(host: &str, port: u16, what: &str) -> Option<TcpListener> {
     let addr = format!("{host}:{port}");
     match TcpListener::bind(&addr).await {

@@ -5,6 +5,8 @@
 //! | setting | flag | file key |
 //! |---|---|---|
 //! | AMQP address | `--bind`, `--amqp-port` | `listeners.tcp.default` (a port, or `"HOST:PORT"`) |
+//! | AMQPS (TLS) listener | `--amqps-port` [default: 5671 with a certificate] | `listeners.ssl.default` (a port, or `"HOST:PORT"`) |
+//! | TLS certificate and key | `--tls-cert`, `--tls-key` (PEM) | `ssl_options.certfile`, `ssl_options.keyfile` |
 //! | data directory | `--data-dir` | `data_dir` |
 //! | message size | `--max-message-size` | `max_message_size` |
 //! | heartbeat | `--heartbeat` | `heartbeat` |
@@ -37,6 +39,17 @@ pub struct ServeArgs {
     /// Port for AMQP 0-9-1 clients [default: 5672].
     #[arg(long)]
     pub amqp_port: Option<u16>,
+    /// Port of the AMQPS (AMQP over TLS) listener, on the AMQP address
+    /// [default: 5671 when a certificate is given].
+    #[arg(long)]
+    pub amqps_port: Option<u16>,
+    /// The AMQPS listener's certificate chain, PEM (the server's
+    /// certificate first).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert`, PEM.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
     /// Directory for the broker's data; created if missing [default: warren-data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -101,6 +114,8 @@ pub struct ServeArgs {
 pub struct Settings {
     pub bind: String,
     pub amqp_port: u16,
+    /// The AMQPS listener's address and files, if it runs.
+    pub amqps: Option<Amqps>,
     pub data_dir: PathBuf,
     pub max_message_size: u64,
     pub heartbeat: u16,
@@ -121,6 +136,14 @@ pub struct Settings {
     pub default_vhost: String,
     pub default_user_tags: Vec<String>,
     pub loopback_users: Vec<String>,
+}
+
+/// The AMQPS listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Amqps {
+    pub bind: String,
+    pub port: u16,
+    pub files: warren_server::tls::TlsFiles,
 }
 
 /// The file's keys, flattened to their dotted names.
@@ -194,6 +217,27 @@ impl File {
         }
     }
 
+    /// A listener key: a port, or `"HOST:PORT"`.
+    fn listener(&mut self, key: &str) -> Result<(Option<String>, Option<u16>), String> {
+        match self.get(key) {
+            None => Ok((None, None)),
+            Some(Value::Integer(p)) => Ok((
+                None,
+                Some(u16::try_from(p).map_err(|_| format!("port {p} is out of range"))?),
+            )),
+            Some(Value::String(s)) => {
+                let (host, port) = s
+                    .rsplit_once(':')
+                    .ok_or_else(|| format!("{key} = {s:?}: expected HOST:PORT"))?;
+                let port = port
+                    .parse()
+                    .map_err(|_| format!("{key} = {s:?}: bad port"))?;
+                Ok((Some(host.trim_matches(['[', ']']).to_string()), Some(port)))
+            }
+            Some(other) => Err(format!("{key}: unexpected {other}")),
+        }
+    }
+
     fn float(&mut self, key: &str) -> Result<Option<f64>, String> {
         match self.get(key) {
             None => Ok(None),
@@ -219,23 +263,8 @@ impl Settings {
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             flatten("", &table, &mut file.keys);
         }
-        let (file_bind, file_port) = match file.get("listeners.tcp.default") {
-            None => (None, None),
-            Some(Value::Integer(p)) => (
-                None,
-                Some(u16::try_from(p).map_err(|_| format!("port {p} is out of range"))?),
-            ),
-            Some(Value::String(s)) => {
-                let (host, port) = s
-                    .rsplit_once(':')
-                    .ok_or_else(|| format!("listeners.tcp.default = {s:?}: expected HOST:PORT"))?;
-                let port = port
-                    .parse()
-                    .map_err(|_| format!("listeners.tcp.default = {s:?}: bad port"))?;
-                (Some(host.trim_matches(['[', ']']).to_string()), Some(port))
-            }
-            Some(other) => return Err(format!("listeners.tcp.default: unexpected {other}")),
-        };
+        let (file_bind, file_port) = file.listener("listeners.tcp.default")?;
+        let (tls_bind, tls_port) = file.listener("listeners.ssl.default")?;
         let tags = file.flags("default_user_tags").map(|tags| {
             tags.into_iter()
                 .filter(|(_, on)| *on)
@@ -253,11 +282,35 @@ impl Settings {
                     .collect()
             }),
         };
+        let bind = args
+            .bind
+            .or(file_bind)
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let cert = args
+            .tls_cert
+            .or(file.string("ssl_options.certfile")?.map(PathBuf::from));
+        let key = args
+            .tls_key
+            .or(file.string("ssl_options.keyfile")?.map(PathBuf::from));
+        let tls_port = args.amqps_port.or(tls_port);
+        let amqps = match (cert, key) {
+            (Some(cert), Some(key)) => Some(Amqps {
+                bind: tls_bind.unwrap_or_else(|| bind.clone()),
+                port: tls_port.unwrap_or(5671),
+                files: warren_server::tls::TlsFiles { cert, key },
+            }),
+            (None, None) if tls_port.is_some() => {
+                return Err(
+                    "an AMQPS listener needs a certificate and key (--tls-cert, --tls-key)".into(),
+                )
+            }
+            (None, None) => None,
+            (Some(_), None) => return Err("--tls-cert needs --tls-key".into()),
+            (None, Some(_)) => return Err("--tls-key needs --tls-cert".into()),
+        };
         let settings = Settings {
-            bind: args
-                .bind
-                .or(file_bind)
-                .unwrap_or_else(|| "127.0.0.1".into()),
+            amqps,
+            bind,
             amqp_port: args.amqp_port.or(file_port).unwrap_or(5672),
             data_dir: match args.data_dir {
                 Some(d) => d,
@@ -442,5 +495,40 @@ mod tests {
         let err = with_file("frame_max = 100\n", Default::default()).unwrap_err();
         assert!(err.contains("below 4096"), "{err}");
         assert!(with_file("not toml =", Default::default()).is_err());
+    }
+
+    #[test]
+    fn the_tls_listener_from_flags_and_file() {
+        assert_eq!(Settings::resolve(ServeArgs::default()).unwrap().amqps, None);
+        let s = with_file(
+            "ssl_options.certfile = \"/c.pem\"\nssl_options.keyfile = \"/k.pem\"\n",
+            Default::default(),
+        )
+        .unwrap();
+        let a = s.amqps.unwrap();
+        assert_eq!((a.bind.as_str(), a.port), ("127.0.0.1", 5671));
+        assert_eq!(a.files.cert, PathBuf::from("/c.pem"));
+        assert_eq!(a.files.key, PathBuf::from("/k.pem"));
+        let s = with_file(
+            "listeners.ssl.default = \"0.0.0.0:6671\"\nssl_options.certfile = \"/c.pem\"\nssl_options.keyfile = \"/k.pem\"\n",
+            ServeArgs {
+                tls_cert: Some("/flag.pem".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let a = s.amqps.unwrap();
+        assert_eq!((a.bind.as_str(), a.port), ("0.0.0.0", 6671));
+        assert_eq!(a.files.cert, PathBuf::from("/flag.pem"));
+        let no_key = Settings::resolve(ServeArgs {
+            tls_cert: Some("/c.pem".into()),
+            ..Default::default()
+        });
+        assert!(no_key.unwrap_err().contains("--tls-key"));
+        let no_cert = Settings::resolve(ServeArgs {
+            amqps_port: Some(5671),
+            ..Default::default()
+        });
+        assert!(no_cert.unwrap_err().contains("certificate"));
     }
 }

@@ -194,6 +194,7 @@ impl Connection {
                     channel_max: self.channel_max,
                     heartbeat: self.heartbeat,
                     auth_mechanism: std::mem::take(&mut self.auth_mechanism),
+                    tls: self.tls.clone(),
                     tx: self.tx.clone(),
                 };
                 if !self.broker.connections.register(info, limit) {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
@@ -244,6 +244,8 @@ impl Fault {
 struct Connection {
     id: u64,
     peer: SocketAddr,
+    /// The TLS version of an AMQPS connection (`tlsv1.3`).
+    tls: Option<String>,
     local: SocketAddr,
     client_properties: FieldTable,
     auth_mechanism: String,
@@ -290,123 +292,174 @@ pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     broker: Arc<Broker>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let (tx, rx) = unbounded_channel();
-    let now = Instant::now();
-    Churn::bump(&broker.churn.connections_opened, 1);
     let local = stream.local_addr().unwrap_or(peer);
-    let mut conn = Connection {
-        id: broker.next_connection_id(),
-        peer,
-        local,
-        client_properties: FieldTable::default(),
-        auth_mechanism: String::new(),
-        phase: Phase::ProtocolHeader,
-        rbuf: BytesMut::with_capacity(READ_RESERVE),
-        large_frames: false,
-        out: Out::new(64 * 1024, broker.config.frame_max),
-        rx,
-        tx,
-        ctx: None,
-        channels: Channels::default(),
-        channel_max: broker.config.channel_max,
-        heartbeat: 0,
-        cancel_notify: false,
-        user: String::new(),
-        last_read: now,
-        last_write: now,
-        deadline: Some(now + broker.config.handshake_timeout),
-        synced: broker.synced(),
-        alarms: broker.alarms(),
-        published: false,
-        blocked: false,
-        blocked_notify: false,
-        broker,
-    };
-    debug!(conn = conn.id, %peer, "accepted");
-    let (mut reader, mut writer) = stream.into_split();
-    let mut stopping = false;
-    while conn.phase != Phase::Closed {
-        conn.apply_alarms();
-        let tick = conn.next_tick();
-        let reserve = if conn.large_frames {
-            LARGE_READ_RESERVE
-        } else {
-            READ_RESERVE
-        };
-        if conn.rbuf.capacity() - conn.rbuf.len() < reserve / 4 {
-            conn.rbuf.reserve(reserve);
+    let conn = Connection::new(peer, local, None, broker);
+    let (reader, writer) = stream.into_split();
+    conn.run(reader, writer, stop).await;
+}
+
+/// Serves one client of the AMQPS listener: the TLS handshake first, under
+/// the connection's handshake timeout, then AMQP over the TLS stream.
+pub async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: crate::tls::TlsAcceptor,
+    broker: Arc<Broker>,
+    stop: watch::Receiver<bool>,
+) {
+    let local = stream.local_addr().unwrap_or(peer);
+    let timeout = broker.config.handshake_timeout;
+    let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(err)) => {
+            info!(%peer, %err, "TLS handshake failed");
+            return;
         }
-        let can_read = conn.out.len() < WRITE_HIGH_WATER;
-        let read_socket = can_read && !conn.blocked;
-        let want_write = !conn.out.is_empty();
-        let wait_sync = conn.waiting_for_sync();
-        let wake = {
-            let pieces = conn.out.slices();
-            tokio::select! {
-                r = reader.read_buf(&mut conn.rbuf), if read_socket => Wake::Read(r),
-                e = conn.rx.recv(), if can_read => Wake::Event(e),
-                w = writer.write_vectored(&pieces), if want_write => Wake::Wrote(w),
-                _ = tokio::time::sleep_until(tick.into()) => Wake::Tick,
-                _ = stop.changed(), if !stopping => Wake::Stop,
-                _ = conn.synced.changed(), if wait_sync => Wake::Synced,
-                Ok(()) = conn.alarms.changed() => Wake::Alarm,
+        Err(_) => {
+            info!(%peer, "TLS handshake timeout");
+            return;
+        }
+    };
+    let version = tls
+        .get_ref()
+        .1
+        .protocol_version()
+        .and_then(|v| v.as_str())
+        .map(|v| v.replace("TLSv1_", "tlsv1."))
+        .unwrap_or_default();
+    let conn = Connection::new(peer, local, Some(version), broker);
+    let (reader, writer) = tokio::io::split(tls);
+    conn.run(reader, writer, stop).await;
+}
+
+impl Connection {
+    fn new(peer: SocketAddr, local: SocketAddr, tls: Option<String>, broker: Arc<Broker>) -> Self {
+        let (tx, rx) = unbounded_channel();
+        let now = Instant::now();
+        Churn::bump(&broker.churn.connections_opened, 1);
+        Connection {
+            id: broker.next_connection_id(),
+            peer,
+            local,
+            client_properties: FieldTable::default(),
+            auth_mechanism: String::new(),
+            phase: Phase::ProtocolHeader,
+            rbuf: BytesMut::with_capacity(READ_RESERVE),
+            large_frames: false,
+            out: Out::new(64 * 1024, broker.config.frame_max),
+            rx,
+            tx,
+            ctx: None,
+            channels: Channels::default(),
+            channel_max: broker.config.channel_max,
+            heartbeat: 0,
+            cancel_notify: false,
+            user: String::new(),
+            last_read: now,
+            last_write: now,
+            deadline: Some(now + broker.config.handshake_timeout),
+            synced: broker.synced(),
+            alarms: broker.alarms(),
+            published: false,
+            blocked: false,
+            blocked_notify: false,
+            tls,
+            broker,
+        }
+    }
+
+    /// The connection's loop, over the two halves of its stream.
+    async fn run<R, W>(self, mut reader: R, mut writer: W, mut stop: watch::Receiver<bool>)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut conn = self;
+        debug!(conn = conn.id, peer = %conn.peer, tls = conn.tls.is_some(), "accepted");
+        let mut stopping = false;
+        while conn.phase != Phase::Closed {
+            conn.apply_alarms();
+            let tick = conn.next_tick();
+            let reserve = if conn.large_frames {
+                LARGE_READ_RESERVE
+            } else {
+                READ_RESERVE
+            };
+            if conn.rbuf.capacity() - conn.rbuf.len() < reserve / 4 {
+                conn.rbuf.reserve(reserve);
             }
-        };
-        match wake {
-            Wake::Read(Ok(0)) | Wake::Read(Err(_)) => break,
-            Wake::Read(Ok(_)) => {
-                conn.last_read = Instant::now();
-                conn.on_bytes();
-            }
-            Wake::Event(Some(ev)) => {
-                conn.on_event(ev);
-                // Take whatever else is queued while we are here, within
-                // a budget so the other sources get their turn.
-                let mut budget = EVENT_BUDGET;
-                while conn.out.len() < WRITE_HIGH_WATER && budget > 0 {
-                    budget -= 1;
-                    match conn.rx.try_recv() {
-                        Ok(ev) => conn.on_event(ev),
-                        Err(_) => break,
+            let can_read = conn.out.len() < WRITE_HIGH_WATER;
+            let read_socket = can_read && !conn.blocked;
+            let want_write = !conn.out.is_empty();
+            let wait_sync = conn.waiting_for_sync();
+            let wake = {
+                let pieces = conn.out.slices();
+                tokio::select! {
+                    r = reader.read_buf(&mut conn.rbuf), if read_socket => Wake::Read(r),
+                    e = conn.rx.recv(), if can_read => Wake::Event(e),
+                    w = writer.write_vectored(&pieces), if want_write => Wake::Wrote(w),
+                    _ = tokio::time::sleep_until(tick.into()) => Wake::Tick,
+                    _ = stop.changed(), if !stopping => Wake::Stop,
+                    _ = conn.synced.changed(), if wait_sync => Wake::Synced,
+                    Ok(()) = conn.alarms.changed() => Wake::Alarm,
+                }
+            };
+            match wake {
+                Wake::Read(Ok(0)) | Wake::Read(Err(_)) => break,
+                Wake::Read(Ok(_)) => {
+                    conn.last_read = Instant::now();
+                    conn.on_bytes();
+                }
+                Wake::Event(Some(ev)) => {
+                    conn.on_event(ev);
+                    // Take whatever else is queued while we are here, within
+                    // a budget so the other sources get their turn.
+                    let mut budget = EVENT_BUDGET;
+                    while conn.out.len() < WRITE_HIGH_WATER && budget > 0 {
+                        budget -= 1;
+                        match conn.rx.try_recv() {
+                            Ok(ev) => conn.on_event(ev),
+                            Err(_) => break,
+                        }
+                    }
+                    conn.flush_stats();
+                }
+                Wake::Event(None) => {}
+                Wake::Wrote(Ok(n)) => {
+                    conn.out.advance(n);
+                    conn.last_write = Instant::now();
+                    if conn.out.is_idle_and_large(4 * WRITE_HIGH_WATER) {
+                        conn.out.buf = BytesMut::with_capacity(64 * 1024);
                     }
                 }
-                conn.flush_stats();
-            }
-            Wake::Event(None) => {}
-            Wake::Wrote(Ok(n)) => {
-                conn.out.advance(n);
-                conn.last_write = Instant::now();
-                if conn.out.is_idle_and_large(4 * WRITE_HIGH_WATER) {
-                    conn.out.buf = BytesMut::with_capacity(64 * 1024);
+                Wake::Wrote(Err(_)) => break,
+                Wake::Tick => conn.on_tick(),
+                Wake::Synced => conn.flush_confirms(),
+                Wake::Alarm => {}
+                Wake::Stop => {
+                    if conn.phase == Phase::Running {
+                        conn.close_with(Fault::new(AmqpError::new(
+                            ReplyCode::ConnectionForced,
+                            "broker forced connection closure with reason 'shutdown'",
+                        )));
+                    } else {
+                        conn.phase = Phase::Closed;
+                    }
+                    stopping = true;
                 }
-            }
-            Wake::Wrote(Err(_)) => break,
-            Wake::Tick => conn.on_tick(),
-            Wake::Synced => conn.flush_confirms(),
-            Wake::Alarm => {}
-            Wake::Stop => {
-                if conn.phase == Phase::Running {
-                    conn.close_with(Fault::new(AmqpError::new(
-                        ReplyCode::ConnectionForced,
-                        "broker forced connection closure with reason 'shutdown'",
-                    )));
-                } else {
-                    conn.phase = Phase::Closed;
-                }
-                stopping = true;
             }
         }
+        if !conn.out.is_empty() {
+            let rest = conn.out.take_all();
+            let _ = tokio::time::timeout(Duration::from_secs(1), writer.write_all(&rest)).await;
+        }
+        let _ = writer.shutdown().await;
+        conn.cleanup();
+        Churn::bump(&conn.broker.churn.connections_closed, 1);
+        debug!(conn = conn.id, peer = %conn.peer, "closed");
     }
-    if !conn.out.is_empty() {
-        let rest = conn.out.take_all();
-        let _ = tokio::time::timeout(Duration::from_secs(1), writer.write_all(&rest)).await;
-    }
-    let _ = writer.shutdown().await;
-    conn.cleanup();
-    Churn::bump(&conn.broker.churn.connections_closed, 1);
-    debug!(conn = conn.id, peer = %conn.peer, "closed");
 }
 
 impl Connection {
