@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import time
+import warnings
 
 import pika
 import pytest
@@ -156,8 +157,10 @@ def test_tls_1_1_is_refused(tls_broker, certs):
     ctx.load_verify_locations(cafile=str(certs["ca"]))
     try:
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-        ctx.minimum_version = ssl.TLSVersion.TLSv1
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        with warnings.catch_warnings():  # deprecated versions, on purpose
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
     except (ssl.SSLError, ValueError):
         pytest.skip("this Python's OpenSSL cannot offer TLS 1.1")
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
